@@ -1,0 +1,36 @@
+#!/usr/bin/env python
+"""frcnn_plugin: the classic VGG16 Faster R-CNN as registered detectron2 components.
+
+detectron2 itself is not on PyPI and therefore not in ``install_requires``: install it from
+source, or let ``tools/setup_env.sh`` (``make test`` / ``make demo``) do it.
+"""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+
+def get_version():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "frcnn_plugin", "__init__.py")
+    with open(path) as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
+
+
+setup(
+    name="frcnn_plugin",
+    version=get_version(),
+    description="Faster R-CNN (Ren et al., 2015) with a VGG16 backbone as detectron2 components",
+    long_description=open("README.md").read() if os.path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["frcnn_plugin", "frcnn_plugin.*"]),
+    python_requires=">=3.8",
+    install_requires=[
+        "torch>=1.10",
+        "torchvision>=0.11",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.7",
+        "pycocotools>=2.0.2",
+        "tensorboard",  # detectron2's DefaultTrainer writes TensorBoard event files
+    ],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+)

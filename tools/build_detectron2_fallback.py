@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Build a pure-Python ``detectron2`` 0.6 wheel from the ``pb1-detectron2`` sdist.
+
+detectron2 is not published on PyPI under its own name. The sdist ``pb1-detectron2==0.6``
+carries detectron2's v0.6 Python package (byte-identical to the ``v0.6`` tag) but not its C++
+sources, so its own ``setup.py`` cannot build. This script repackages its ``detectron2/``
+directory (with the model-zoo YAML files) as a wheel named ``detectron2`` and adds a placeholder
+``detectron2._C`` module: any use of a C++ op then raises an error that names the op.
+
+Faster R-CNN needs none of those ops (they are rotated boxes, deformable convolution and the
+fast COCO evaluator); the plugin builds ``COCOEvaluator(use_fast_impl=False)`` when it sees the
+placeholder.
+
+Usage::
+
+    python tools/build_detectron2_fallback.py SDIST.tar.gz --sha256 HEX --wheel-dir DIR
+"""
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+PLACEHOLDER_C = '''"""Placeholder for detectron2's C++ extension (not built in this pure-Python install).
+
+Installed by frcnn_plugin's fallback set-up. Any attribute access raises an error that names
+the missing op. Faster R-CNN does not need these ops.
+"""
+IS_FRCNN_PLACEHOLDER = True
+
+
+class MissingCppOpError(RuntimeError, AttributeError):
+    pass
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise MissingCppOpError(
+        "detectron2's C++ op '{}' is not available: this detectron2 is the pure-Python v0.6 "
+        "fallback installed by frcnn_plugin's set-up (no detectron2/_C extension). Rotated-box "
+        "ops, deformable convolution and the fast COCO evaluator need a source build of "
+        "detectron2: set DETECTRON2_SOURCE to a checkout or git URL and re-run the set-up."
+        .format(name)
+    )
+'''
+
+SETUP_PY = '''from setuptools import find_packages, setup
+
+setup(
+    name="detectron2",
+    version="0.6",
+    description="detectron2 v0.6 (pure-Python build, no C++ ops; repackaged by frcnn_plugin)",
+    packages=find_packages(include=["detectron2", "detectron2.*"]),
+    package_data={"detectron2.model_zoo": ["configs/**/*.yaml", "configs/**/*.py"]},
+    include_package_data=False,
+    python_requires=">=3.6",
+    install_requires=%r,
+)
+'''
+
+# detectron2 v0.6's own install_requires, less 'black==21.4b2' (only used to pretty-print lazy
+# configs on save) and the caffe2 extras.
+REQUIRES = [
+    "Pillow>=7.1",
+    "matplotlib",
+    "pycocotools>=2.0.2",
+    "termcolor>=1.1",
+    "yacs>=0.1.8",
+    "tabulate",
+    "cloudpickle",
+    "tqdm>4.29.0",
+    "tensorboard",
+    "fvcore>=0.1.5,<0.1.6",
+    "iopath>=0.1.7,<0.1.10",
+    "omegaconf>=2.1",
+    "hydra-core>=1.1",
+    "scipy>1.5.1",
+]
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sdist", help="path to pb1-detectron2-0.6.tar.gz")
+    parser.add_argument("--sha256", required=True, help="expected sha256 of the sdist")
+    parser.add_argument("--wheel-dir", required=True, help="where to write the wheel")
+    args = parser.parse_args()
+
+    digest = sha256_of(args.sdist)
+    if digest != args.sha256:
+        sys.exit(
+            "sha256 mismatch for {}: got {}, expected {}. Refusing to build detectron2 from an "
+            "unexpected file.".format(args.sdist, digest, args.sha256)
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(args.sdist) as tar:
+            members = [m for m in tar.getmembers() if "/detectron2/" in "/" + m.name]
+            for m in members:
+                if m.issym() or m.islnk() or m.name.startswith("/") or ".." in m.name.split("/"):
+                    sys.exit("unsafe member in sdist: {}".format(m.name))
+            tar.extractall(tmp, members=members)
+        (top,) = [d for d in os.listdir(tmp)]
+        src = os.path.join(tmp, top)
+        pkg = os.path.join(src, "detectron2")
+        if not os.path.isfile(os.path.join(pkg, "__init__.py")):
+            sys.exit("{} holds no detectron2 package".format(args.sdist))
+        with open(os.path.join(pkg, "_C.py"), "w") as f:
+            f.write(PLACEHOLDER_C)
+        with open(os.path.join(src, "setup.py"), "w") as f:
+            f.write(SETUP_PY % (REQUIRES,))
+        os.makedirs(args.wheel_dir, exist_ok=True)
+        subprocess.check_call(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+             "--wheel-dir", os.path.abspath(args.wheel_dir), src]
+        )
+
+
+if __name__ == "__main__":
+    main()
