@@ -16,3 +16,5 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from .config import add_frcnn_config  # noqa: E402
+from . import data  # noqa: E402,F401  (registers the generated demo data sets)
+from .modeling import VGG, VGGFCHead, build_vgg_backbone  # noqa: E402,F401

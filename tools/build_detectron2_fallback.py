@@ -31,6 +31,19 @@ the missing op. Faster R-CNN does not need these ops.
 IS_FRCNN_PLACEHOLDER = True
 
 
+# Read by detectron2.utils.collect_env (printed at the start of every training run).
+def get_compiler_version():
+    return "none (pure-Python detectron2 fallback, no C++ ops)"
+
+
+def get_cuda_version():
+    return "none (pure-Python detectron2 fallback, no C++ ops)"
+
+
+def has_cuda():
+    return False
+
+
 class MissingCppOpError(RuntimeError, AttributeError):
     pass
 

@@ -1,0 +1,9 @@
+from .shapes import (  # noqa: F401
+    SHAPES_CLASSES,
+    generate_shapes_dataset,
+    prepare_dataset,
+    register_builtin_shapes,
+    register_shapes_dataset,
+)
+
+register_builtin_shapes()

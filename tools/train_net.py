@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Train and evaluate frcnn_plugin's detectors with detectron2's DefaultTrainer.
+
+Examples::
+
+    # the embedded demo: VGG16-BN Faster R-CNN from scratch on generated shapes, on CPU
+    python tools/train_net.py --config configs/vgg16_frcnn_shapes_demo.yaml
+    # the paper's COCO recipe on 8 GPUs
+    python tools/train_net.py --config-file configs/vgg16_frcnn.yaml --num-gpus 8
+    # evaluate a checkpoint
+    python tools/train_net.py --config-file configs/vgg16_frcnn.yaml --eval-only \
+        MODEL.WEIGHTS output/vgg16_frcnn_coco/model_final.pth
+
+Flags are detectron2's (``--config-file``, with ``--config`` as an alias; ``--resume``,
+``--eval-only``, ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``) followed
+by ``KEY VALUE`` config overrides.
+"""
+import logging
+import os
+
+import torch
+
+import detectron2.utils.comm as comm
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+
+import frcnn_plugin
+from frcnn_plugin.engine import Trainer
+
+logger = logging.getLogger("frcnn_plugin.train_net")
+
+
+def argument_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="alias of --config-file"
+    )
+    return parser
+
+
+def setup(args):
+    """get_cfg -> add_frcnn_config -> merge file -> merge opts -> freeze -> default_setup."""
+    if not args.config_file:
+        raise SystemExit("No config given: pass --config-file FILE (e.g. configs/vgg16_frcnn.yaml)")
+    if not os.path.isfile(args.config_file):
+        raise SystemExit("Config file not found: {}".format(args.config_file))
+    cfg = get_cfg()
+    frcnn_plugin.add_frcnn_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU: using cpu", cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        if cfg.MODEL.WEIGHTS:
+            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+                cfg.MODEL.WEIGHTS, resume=args.resume
+            )
+        else:
+            logger.warning("--eval-only with MODEL.WEIGHTS empty: evaluating an untrained model")
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    args = argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    cli()
