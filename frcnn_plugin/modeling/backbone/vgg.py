@@ -73,6 +73,14 @@ class VGG(Backbone):
                 "MODEL.BACKBONE.FREEZE_AT={!r} is invalid for VGG; allowed: 0 ... 5 (number of "
                 "conv blocks to freeze; the paper freezes 2)".format(freeze_at)
             )
+        if norm:
+            try:
+                get_norm(norm, 8)
+            except KeyError:
+                raise ValueError(
+                    "MODEL.VGG.NORM={!r} is not a norm detectron2's get_norm knows; allowed: \"\" "
+                    "(none), \"BN\", \"FrozenBN\", \"SyncBN\", \"GN\" ...".format(norm)
+                ) from None
         self.depth = depth
         self._out_features = out_features
         self._out_feature_channels: Dict[str, int] = {}
@@ -92,7 +100,7 @@ class VGG(Backbone):
                     channels,
                     kernel_size=3,
                     padding=1,
-                    bias=not norm,
+                    bias=True,  # also with BN, as torchvision's vgg*_bn (weights load as is)
                     norm=get_norm(norm, channels),
                     activation=F.relu,
                 )

@@ -1,0 +1,36 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "configs")
+
+
+def load_config(name, *opts):
+    """A frozen-free detectron2 config: get_cfg + add_frcnn_config + configs/<name> + opts."""
+    from detectron2.config import get_cfg
+
+    from frcnn_plugin import add_frcnn_config
+
+    cfg = get_cfg()
+    add_frcnn_config(cfg)
+    cfg.merge_from_file(name if os.path.isabs(name) else os.path.join(CONFIGS, name))
+    cfg.merge_from_list(list(opts))
+    cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory):
+    """Two small generated COCO-format data sets, registered as frcnn_test_{train,val}."""
+    from frcnn_plugin.data import register_shapes_dataset
+
+    root = tmp_path_factory.mktemp("shapes")
+    register_shapes_dataset("frcnn_test_train", str(root / "train"), 8, image_size=64, seed=0,
+                            min_size=12, max_size=32)
+    register_shapes_dataset("frcnn_test_val", str(root / "val"), 4, image_size=64, seed=1,
+                            min_size=12, max_size=32)
+    return root
