@@ -15,6 +15,7 @@ Flags are detectron2's (``--config-file``, with ``--config`` as an alias; ``--re
 ``--eval-only``, ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``) followed
 by ``KEY VALUE`` config overrides.
 """
+import json
 import logging
 import os
 
@@ -58,6 +59,17 @@ def setup(args):
     return cfg
 
 
+def save_results(cfg, results):
+    """Write the evaluation results to OUTPUT_DIR/eval_results.json (main process only)."""
+    if results and comm.is_main_process():
+        path = os.path.join(cfg.OUTPUT_DIR, "eval_results.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, path)
+        logger.info("Evaluation results written to %s", path)
+
+
 def main(args):
     cfg = setup(args)
     if args.eval_only:
@@ -71,11 +83,14 @@ def main(args):
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
+        save_results(cfg, res)
         return res
 
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    res = trainer.train()
+    save_results(cfg, res)
+    return res
 
 
 def cli(argv=None):

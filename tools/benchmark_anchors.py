@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Time per call of FRCNNAnchorGenerator against detectron2's DefaultAnchorGenerator.
+
+Both generators are built from the same YAML (only ``MODEL.ANCHOR_GENERATOR.NAME`` differs, and
+for DefaultAnchorGenerator the plugin's scales are turned into the equivalent explicit SIZES),
+checked to give identical anchors, then called repeatedly on feature maps of one size, as in
+training with a fixed input size:
+
+* the paper preset (configs/vgg16_frcnn_paper_anchors.yaml): one 50x50 map (800x800 image);
+* the RetinaNet preset (configs/retinanet_R50_FPN_octave_anchors.yaml): P3-P7 of an 800x1333
+  image (100x167, 50x84, 25x42, 13x21, 7x11).
+
+Example::
+
+    python tools/benchmark_anchors.py --iters 200 --device cpu
+"""
+import argparse
+import math
+import os
+import time
+import warnings
+
+import torch
+
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_anchor_generator
+
+from frcnn_plugin import add_frcnn_config
+import frcnn_plugin.modeling.anchor_generator  # noqa: F401  (registers FRCNNAnchorGenerator)
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+PRESETS = {
+    "paper 50x50": ("vgg16_frcnn_paper_anchors.yaml", [16], (800, 800)),
+    "retinanet 800x1333": ("retinanet_R50_FPN_octave_anchors.yaml", [8, 16, 32, 64, 128],
+                           (800, 1333)),
+}
+
+
+def build_pair(config, strides):
+    """(DefaultAnchorGenerator, FRCNNAnchorGenerator) giving the same anchors."""
+    cfg = get_cfg()
+    add_frcnn_config(cfg)
+    cfg.merge_from_file(os.path.join(CONFIGS, config))
+    shapes = [ShapeSpec(channels=1, stride=s) for s in strides]
+    ours = build_anchor_generator(cfg, shapes)
+    cfg.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = ours.sizes
+    return build_anchor_generator(cfg, shapes), ours
+
+
+def time_per_call(gen, features, iters, device):
+    gen(features)  # warm-up (and, for the plugin, fills the cache)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    best = math.inf
+    for _ in range(5):  # best of 5 rounds
+        start = time.perf_counter()
+        for _ in range(iters):
+            gen(features)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / iters)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iters", type=int, default=100, help="calls per timing round")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    warnings.filterwarnings("ignore", message="torch.meshgrid")
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+          f"{args.iters} calls x best of 5")
+    print(f"{'preset':<20} {'anchors':>9} {'Default':>12} {'FRCNN':>12} {'FRCNN no cache':>15}"
+          f" {'speed-up':>9}")
+    for name, (config, strides, (h, w)) in PRESETS.items():
+        default, ours = build_pair(config, strides)
+        default.to(device)
+        ours.to(device)
+        features = [
+            torch.zeros(1, 1, math.ceil(h / s), math.ceil(w / s), device=device) for s in strides
+        ]
+        for a, b in zip(default(features), ours(features)):
+            assert torch.equal(a.tensor, b.tensor), "the generators disagree"
+        num = sum(len(b) for b in ours(features))
+        t_default = time_per_call(default, features, args.iters, device)
+        t_ours = time_per_call(ours, features, args.iters, device)
+        ours.cache_size = 0
+        t_nocache = time_per_call(ours, features, args.iters, device)
+        print(f"{name:<20} {num:>9} {t_default * 1e6:>9.1f} us {t_ours * 1e6:>9.1f} us "
+              f"{t_nocache * 1e6:>12.1f} us {t_default / t_ours:>8.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""The embedded demo: evaluate the untrained VGG16-BN Faster R-CNN on the generated shapes
+data set, train it (from scratch, on CPU), evaluate it again, and print both AP tables.
+
+    python tools/demo.py [--config-file configs/vgg16_frcnn_shapes_demo.yaml] [KEY VALUE ...]
+
+Outputs go to the config's OUTPUT_DIR (default output/shapes_demo); the untrained model's
+evaluation to OUTPUT_DIR/untrained. Extra KEY VALUE pairs override the config in both runs.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from detectron2.config import get_cfg
+
+import frcnn_plugin
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(argv):
+    cmd = [sys.executable, os.path.join(HERE, "train_net.py")] + argv
+    print("+ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", default=os.path.join(
+        HERE, "..", "configs", "vgg16_frcnn_shapes_demo.yaml"))
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args()
+    cfg = get_cfg()
+    frcnn_plugin.add_frcnn_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    out = cfg.OUTPUT_DIR
+    untrained_dir = os.path.join(out, "untrained")
+
+    start = time.time()
+    run(["--config-file", args.config_file, "--eval-only", *args.opts, "MODEL.WEIGHTS", "",
+         "OUTPUT_DIR", untrained_dir])
+    run(["--config-file", args.config_file, *args.opts])
+    minutes = (time.time() - start) / 60
+
+    with open(os.path.join(untrained_dir, "eval_results.json")) as f:
+        before = json.load(f)["bbox"]
+    with open(os.path.join(out, "eval_results.json")) as f:
+        after = json.load(f)["bbox"]
+    keys = ["AP", "AP50", "AP75"]
+    print("\nDemo ({:.1f} min): VGG16-BN Faster R-CNN on {} -> {}".format(
+        minutes, ", ".join(cfg.DATASETS.TRAIN), ", ".join(cfg.DATASETS.TEST)))
+    print("| model     | " + " | ".join("{:>6}".format(k) for k in keys) + " |")
+    print("|-----------|" + "|".join("-" * 8 for _ in keys) + "|")
+    for name, res in (("untrained", before), ("trained", after)):
+        print("| {:9} | ".format(name) + " | ".join("{:6.2f}".format(res[k]) for k in keys) + " |")
+    print("Checkpoint: {}".format(os.path.join(out, "model_final.pth")))
+    if not after["AP50"] > before["AP50"]:
+        sys.exit("The trained model is not better than the untrained one (AP50 {:.2f} <= {:.2f})"
+                 .format(after["AP50"], before["AP50"]))
+
+
+if __name__ == "__main__":
+    main()
