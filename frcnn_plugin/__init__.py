@@ -17,4 +17,16 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from .config import add_frcnn_config  # noqa: E402
 from . import data  # noqa: E402,F401  (registers the generated demo data sets)
-from .modeling import FRCNNAnchorGenerator, VGG, VGGFCHead, build_vgg_backbone  # noqa: E402,F401
+from .modeling import (  # noqa: E402,F401
+    FRCNN_SAMPLER_REGISTRY,
+    VGG,
+    BalancedRandomSampler,
+    FRCNNAnchorGenerator,
+    FRCNNGeneralizedRCNN,
+    FRCNNROIHeads,
+    FRCNNRPN,
+    SoftmaxRPNHead,
+    VGGFCHead,
+    build_sampler,
+    build_vgg_backbone,
+)

@@ -4,9 +4,34 @@ Each key is added with a default and a comment. The defaults reproduce the paper
 the plugin's own; detectron2's own keys keep detectron2's defaults here, and the YAML files under
 ``configs/`` set the paper's values (see the README's configuration reference).
 """
+import difflib
+import re
+
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_frcnn_config"]
+__all__ = ["add_frcnn_config", "explain_merge_error"]
+
+
+def _all_keys(node, prefix=""):
+    for k, v in node.items():
+        if isinstance(v, CN):
+            yield from _all_keys(v, prefix + k + ".")
+        else:
+            yield prefix + k
+
+
+def explain_merge_error(cfg, error, source):
+    """A one-paragraph message for a failed ``merge_from_file``/``merge_from_list``: the bad key
+    or value, where it came from, and the closest valid keys."""
+    msg = str(error.args[0]) if error.args else str(error)
+    text = "Invalid config from {}: {}".format(source, msg)
+    m = re.search(r"Non-existent (?:config )?key: (\S+)", msg)
+    if m:
+        close = difflib.get_close_matches(m.group(1), list(_all_keys(cfg)), n=3, cutoff=0.75)
+        text += ". Did you mean: {}?".format(", ".join(close)) if close else (
+            ". Is frcnn_plugin.add_frcnn_config applied, and is the key spelled as in the README's "
+            "configuration reference?")
+    return text
 
 
 def add_frcnn_config(cfg):
@@ -33,5 +58,72 @@ def add_frcnn_config(cfg):
     # ---------------------------------------------------------------------------------------
     # Dropout probability after fc6 and after fc7 (VGG and the paper: 0.5; 0 disables it).
     _C.MODEL.ROI_BOX_HEAD.DROPOUT = 0.5
+
+    # ---------------------------------------------------------------------------------------
+    # Anchors as base size x scales x ratios (MODEL.ANCHOR_GENERATOR.NAME:
+    # "FRCNNAnchorGenerator"). Per level: sizes = BASE_SIZES x SCALES, or
+    # BASE_SIZES x OCTAVE_BASE_SCALE x 2^(i / SCALES_PER_OCTAVE); with SCALES empty and
+    # OCTAVE_BASE_SCALE 0 the sizes come from detectron2's SIZES. ASPECT_RATIOS and OFFSET are
+    # detectron2's keys. A list of one level is used for every level.
+    # ---------------------------------------------------------------------------------------
+    # Base size per level, e.g. [16] (the paper) or [4, 8, 16, 32, 64]; [] = each level's stride.
+    _C.MODEL.ANCHOR_GENERATOR.BASE_SIZES = []
+    # Scales per level (list of lists), e.g. [[8, 16, 32]] (the paper); [] = not used.
+    _C.MODEL.ANCHOR_GENERATOR.SCALES = []
+    # Octave base scale (RetinaNet: 4.0, write it as a float); 0.0 = off. Exclusive with SCALES.
+    _C.MODEL.ANCHOR_GENERATOR.OCTAVE_BASE_SCALE = 0.0
+    # Number of octave scales 2^(i / n), i = 0 ... n - 1 (RetinaNet: 3); used if octave is on.
+    _C.MODEL.ANCHOR_GENERATOR.SCALES_PER_OCTAVE = 3
+    # Feature sizes whose grid anchors are kept for reuse (per level); 0 disables the cache.
+    _C.MODEL.ANCHOR_GENERATOR.CACHE_SIZE = 32
+
+    # ---------------------------------------------------------------------------------------
+    # RPN and ROI heads (issue 4): MODEL.PROPOSAL_GENERATOR.NAME "FRCNNRPN",
+    # MODEL.RPN.HEAD_NAME "SoftmaxRPNHead", MODEL.ROI_HEADS.NAME "FRCNNROIHeads",
+    # MODEL.META_ARCHITECTURE "FRCNNGeneralizedRCNN". Sample sizes and fractions stay detectron2's
+    # MODEL.RPN / MODEL.ROI_HEADS .BATCH_SIZE_PER_IMAGE and .POSITIVE_FRACTION.
+    # ---------------------------------------------------------------------------------------
+    _C.MODEL.RPN.SAMPLER = CN()
+    # Anchor sampler, a name in FRCNN_SAMPLER_REGISTRY (the paper: 256 per image, <= 1/2 positive).
+    _C.MODEL.RPN.SAMPLER.NAME = "BalancedRandomSampler"
+    # Seed of the sampler's own generator; < 0 = torch's global RNG (as detectron2).
+    _C.MODEL.RPN.SAMPLER.SEED = -1
+    # RPN loss normalization: "detectron2" (both terms / (BATCH_SIZE_PER_IMAGE * images)),
+    # "paper" (class / sampled anchors, box * LOSS_LAMBDA / anchor locations), "positives"
+    # (class / sampled anchors, box * LOSS_LAMBDA / positives, as the walk-through).
+    _C.MODEL.RPN.LOSS_NORMALIZATION = "paper"
+    # Weight lambda of the RPN box term in the "paper" and "positives" normalizations (paper: 10).
+    _C.MODEL.RPN.LOSS_LAMBDA = 10.0
+    # MODEL.PROPOSAL_GENERATOR.MIN_SIZE in original-image pixels (True, the paper; needs
+    # FRCNNGeneralizedRCNN) or in resized-input pixels (False, detectron2).
+    _C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS = True
+    _C.MODEL.ROI_HEADS.SAMPLER = CN()
+    # RoI sampler, a name in FRCNN_SAMPLER_REGISTRY (the paper: 128 per image, <= 25 % foreground).
+    _C.MODEL.ROI_HEADS.SAMPLER.NAME = "BalancedRandomSampler"
+    # Seed of the sampler's own generator; < 0 = torch's global RNG (as detectron2).
+    _C.MODEL.ROI_HEADS.SAMPLER.SEED = -1
+    # Background IoU lower bound: proposals with IoU < it are ignored (walk-through: 0.0,
+    # py-faster-rcnn: 0.1); must be below MODEL.ROI_HEADS.IOU_THRESHOLDS[0].
+    _C.MODEL.ROI_HEADS.BG_IOU_LO = 0.0
+
+    # ---------------------------------------------------------------------------------------
+    # Reliability (issue 7): bad data, non-finite losses, multi-process checks. See
+    # docs/reliability.md; frcnn_plugin.config_checks.validate_frcnn_config checks these values.
+    # ---------------------------------------------------------------------------------------
+    # Non-finite (NaN/inf) loss: "error" (stop, naming the loss and the iteration) or "skip"
+    # (skip that optimizer step, count it in EventStorage as nonfinite_loss/skipped_steps).
+    _C.SOLVER.NONFINITE_LOSS = "error"
+    # With "skip": stop with an error after this many consecutive skipped steps.
+    _C.SOLVER.NONFINITE_LOSS_MAX_SKIPS = 10
+    # Multi-process training: every N iterations check that all processes hold identical
+    # parameters (checksums gathered from every rank); 0 = off.
+    _C.SOLVER.SYNC_CHECK_PERIOD = 0
+    # Training boxes of zero or negative size, non-finite, or wholly outside their image:
+    # "drop" (drop the box at load time, logged with counts) or "error" (fail at load time,
+    # naming the image).
+    _C.DATALOADER.INVALID_BOXES = "drop"
+    # Unreadable training images (missing, corrupt, wrong size) are skipped, logged and counted
+    # (data/skipped_samples); this many in a row stop training with an error.
+    _C.DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES = 10
 
     return cfg

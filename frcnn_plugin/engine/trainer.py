@@ -58,3 +58,9 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_evaluator(cfg, dataset_name, output_folder)
 
+
+    def train(self):
+        """Train; returns the results of the last evaluation (the one after the final
+        iteration), which detectron2's DefaultTrainer only returns with TEST.EXPECTED_RESULTS."""
+        super().train()
+        return getattr(self, "_last_eval_results", None)

@@ -1,0 +1,239 @@
+"""Config checks that run once, right after the config is merged (``tools/train_net.py``'s
+``setup``), so that a bad value fails in seconds with a message naming the key, the value and what
+is allowed, instead of as an ``AssertionError`` deep inside detectron2 (e.g. its ``Matcher``) or
+hours into a run.
+
+The plugin's components validate their own constructor arguments as well (the anchor generator,
+the samplers, the RPN and ROI heads, the VGG backbone); this module covers the keys that
+detectron2's own components read without checking, and the plugin's reliability keys.
+"""
+import difflib
+import math
+import numbers
+import os
+import tempfile
+
+__all__ = [
+    "NONFINITE_LOSS_MODES",
+    "INVALID_BOX_MODES",
+    "validate_frcnn_config",
+    "suggest_config_key",
+    "check_output_dir",
+]
+
+NONFINITE_LOSS_MODES = ("error", "skip")
+INVALID_BOX_MODES = ("drop", "error")
+# INPUT.FORMAT -> number of channels, for the formats detectron2's read_image produces.
+_FORMAT_CHANNELS = {"BGR": 3, "RGB": 3, "YUV-BT.601": 3, "L": 1}
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+class _Problems:
+    """Collects "KEY=value is invalid; allowed: ..." lines."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.lines = []
+
+    def get(self, key):
+        node = self.cfg
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    def require(self, key, ok, allowed):
+        value = self.get(key)
+        try:
+            good = ok(value)
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            self.lines.append("{}={!r} is invalid; allowed: {}".format(key, value, allowed))
+        return good
+
+
+def _check_matcher(p, prefix):
+    """IOU_THRESHOLDS / IOU_LABELS as detectron2's Matcher needs them."""
+    th_key, lab_key = prefix + ".IOU_THRESHOLDS", prefix + ".IOU_LABELS"
+    ok = p.require(
+        th_key,
+        lambda v: len(v) > 0
+        and all(_is_number(t) and 0.0 < t <= 1.0 for t in v)
+        and all(a <= b for a, b in zip(v[:-1], v[1:])),
+        "a non-empty list of IoUs in (0, 1], in increasing order (e.g. [0.3, 0.7])",
+    )
+    labels_ok = p.require(
+        lab_key, lambda v: all(lab in (-1, 0, 1) for lab in v), "labels -1, 0 or 1"
+    )
+    if ok and labels_ok and len(p.get(lab_key)) != len(p.get(th_key)) + 1:
+        p.lines.append(
+            "{}={!r} has {} labels; allowed: one more label than {}={!r} (one per IoU "
+            "interval)".format(
+                lab_key, p.get(lab_key), len(p.get(lab_key)), th_key, p.get(th_key)
+            )
+        )
+
+
+def _check_sampling(p, prefix):
+    p.require(
+        prefix + ".BATCH_SIZE_PER_IMAGE", lambda v: _is_int(v) and v > 0, "an integer > 0"
+    )
+    p.require(
+        prefix + ".POSITIVE_FRACTION",
+        lambda v: _is_number(v) and 0.0 < v <= 1.0,
+        "a number in (0, 1]",
+    )
+
+
+def _check_model(p):
+    _check_sampling(p, "MODEL.RPN")
+    _check_sampling(p, "MODEL.ROI_HEADS")
+    _check_matcher(p, "MODEL.RPN")
+    _check_matcher(p, "MODEL.ROI_HEADS")
+    p.require("MODEL.RPN.NMS_THRESH", lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]")
+    p.require(
+        "MODEL.ROI_HEADS.NMS_THRESH_TEST", lambda v: _is_number(v) and 0 < v <= 1,
+        "a number in (0, 1]",
+    )
+    p.require(
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", lambda v: _is_number(v) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    )
+    p.require("MODEL.ROI_HEADS.NUM_CLASSES", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+
+    def positive_lists(v):
+        levels = list(v) if len(v) and isinstance(v[0], (list, tuple)) else [v]
+        return len(levels) > 0 and all(
+            len(level) > 0 and all(_is_number(x) and x > 0 for x in level) for level in levels
+        )
+
+    p.require(
+        "MODEL.ANCHOR_GENERATOR.SIZES", positive_lists,
+        "a non-empty list of positive sizes per feature map (e.g. [[128, 256, 512]])",
+    )
+    p.require(
+        "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", positive_lists,
+        "a non-empty list of positive ratios per feature map (e.g. [[0.5, 1.0, 2.0]])",
+    )
+    p.require(
+        "MODEL.ANCHOR_GENERATOR.OFFSET", lambda v: _is_number(v) and 0 <= v < 1,
+        "a number in [0, 1)",
+    )
+    mean_ok = p.require(
+        "MODEL.PIXEL_MEAN", lambda v: len(v) > 0 and all(_is_number(x) for x in v),
+        "a list of numbers, one per input channel",
+    )
+    std_ok = p.require(
+        "MODEL.PIXEL_STD", lambda v: len(v) == len(p.get("MODEL.PIXEL_MEAN"))
+        and all(_is_number(x) and x > 0 for x in v),
+        "positive numbers, as many as MODEL.PIXEL_MEAN",
+    )
+    channels = _FORMAT_CHANNELS.get(p.get("INPUT.FORMAT"))
+    if mean_ok and std_ok and channels and channels != len(p.get("MODEL.PIXEL_MEAN")):
+        p.lines.append(
+            "INPUT.FORMAT={!r} gives {} channel(s) but MODEL.PIXEL_MEAN has {} values; "
+            "allowed: one mean and std per channel".format(
+                p.get("INPUT.FORMAT"), channels, len(p.get("MODEL.PIXEL_MEAN"))
+            )
+        )
+
+
+def _check_input_and_solver(p):
+    p.require(
+        "INPUT.MIN_SIZE_TRAIN", lambda v: len(v) > 0 and all(_is_int(x) and x > 0 for x in v),
+        "a non-empty list of integers > 0",
+    )
+    p.require("INPUT.MAX_SIZE_TRAIN", lambda v: _is_int(v) and v > 0, "an integer > 0")
+    p.require("INPUT.MIN_SIZE_TEST", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: keep)")
+    p.require("INPUT.MAX_SIZE_TEST", lambda v: _is_int(v) and v > 0, "an integer > 0")
+    p.require("SOLVER.IMS_PER_BATCH", lambda v: _is_int(v) and v > 0, "an integer > 0")
+    p.require("SOLVER.BASE_LR", lambda v: _is_number(v) and v >= 0, "a finite number >= 0")
+    p.require("SOLVER.MAX_ITER", lambda v: _is_int(v) and v > 0, "an integer > 0")
+    p.require("SOLVER.CHECKPOINT_PERIOD", lambda v: _is_int(v) and v > 0, "an integer > 0")
+    p.require(
+        "SOLVER.STEPS",
+        lambda v: all(_is_int(s) and s > 0 for s in v) and all(a < b for a, b in zip(v, v[1:])),
+        "increasing integers > 0",
+    )
+    p.require("SOLVER.MOMENTUM", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+    p.require(
+        "SOLVER.WARMUP_FACTOR", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"
+    )
+    p.require("SOLVER.WARMUP_ITERS", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+    p.require("TEST.EVAL_PERIOD", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: off)")
+    p.require("DATALOADER.NUM_WORKERS", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+
+
+def _check_reliability(p):
+    p.require("SOLVER.NONFINITE_LOSS", lambda v: v in NONFINITE_LOSS_MODES,
+              " or ".join(repr(m) for m in NONFINITE_LOSS_MODES))
+    p.require("SOLVER.NONFINITE_LOSS_MAX_SKIPS", lambda v: _is_int(v) and v >= 1,
+              "an integer >= 1")
+    p.require("SOLVER.SYNC_CHECK_PERIOD", lambda v: _is_int(v) and v >= 0,
+              "an integer >= 0 (0: off)")
+    p.require("DATALOADER.INVALID_BOXES", lambda v: v in INVALID_BOX_MODES,
+              " or ".join(repr(m) for m in INVALID_BOX_MODES))
+    p.require("DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES", lambda v: _is_int(v) and v >= 1,
+              "an integer >= 1")
+
+
+def validate_frcnn_config(cfg):
+    """Check a merged config (after :func:`frcnn_plugin.add_frcnn_config`).
+
+    Raises:
+        ValueError: listing every invalid value, one line each, as
+            ``KEY=value is invalid; allowed: ...``.
+    """
+    p = _Problems(cfg)
+    _check_model(p)
+    _check_input_and_solver(p)
+    _check_reliability(p)
+    if p.lines:
+        raise ValueError(
+            "Invalid config ({} problem{}):\n  - {}".format(
+                len(p.lines), "s" if len(p.lines) > 1 else "", "\n  - ".join(p.lines)
+            )
+        )
+    return cfg
+
+
+def _all_keys(node, prefix=""):
+    for k, v in node.items():
+        key = prefix + k
+        yield key
+        if isinstance(v, dict):
+            yield from _all_keys(v, key + ".")
+
+
+def suggest_config_key(cfg, key):
+    """The existing keys of ``cfg`` closest to a misspelled ``key`` (list, maybe empty)."""
+    return difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.75)
+
+
+def check_output_dir(path, key="OUTPUT_DIR"):
+    """Create ``path`` if needed and check that a file can be written there.
+
+    Raises:
+        OSError: naming the key, the folder and the reason (permissions, a file in the way, ...).
+    """
+    if not path:
+        raise ValueError("{} is empty; allowed: a folder for checkpoints and logs".format(key))
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise OSError(
+            e.errno,
+            "{}={!r} cannot be written ({}); choose another {} or fix its permissions".format(
+                key, path, e.strerror or e, key
+            ),
+        ) from e
+    return path

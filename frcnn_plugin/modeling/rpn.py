@@ -1,0 +1,388 @@
+"""The paper's Region Proposal Network as a subclass of detectron2's :class:`RPN`.
+
+``FRCNNRPN`` (``MODEL.PROPOSAL_GENERATOR.NAME: "FRCNNRPN"``) changes only what the paper does
+differently from detectron2's RPN:
+
+* anchor labels: with ``MODEL.RPN.BOUNDARY_THRESH >= 0`` only the anchors inside the image take
+  part in matching, so each GT's best anchor (ties included) is its best *inside* anchor, as in
+  the paper; the others are ignored (-1);
+* sampling: through an injected sampler object (``self.sampler``,
+  :mod:`frcnn_plugin.modeling.sampling`);
+* loss normalization: ``MODEL.RPN.LOSS_NORMALIZATION`` ("detectron2", "paper", "positives") with
+  the box-term weight ``MODEL.RPN.LOSS_LAMBDA``;
+* proposals: the minimum size can be measured in original-image pixels
+  (``MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS``; needs ``FRCNNGeneralizedRCNN``);
+* RPN heads with one sigmoid logit per anchor (detectron2's ``StandardRPNHead``) or two softmax
+  scores per anchor (``SoftmaxRPNHead``, the paper's).
+
+Everything else (top-k before/after NMS, NMS, clipping, box coding) is detectron2's
+:func:`find_top_rpn_proposals` and :class:`Box2BoxTransform`.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import cat, nonzero_tuple
+from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
+from detectron2.modeling.box_regression import _dense_box_regression_loss
+from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
+from detectron2.modeling.proposal_generator.rpn import RPN, RPN_HEAD_REGISTRY, StandardRPNHead
+from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.utils.events import get_event_storage
+
+from .sampling import build_sampler
+
+__all__ = ["FRCNNRPN", "SoftmaxRPNHead", "LOSS_NORMALIZATIONS", "resize_scale"]
+
+# "detectron2": both terms / (BATCH_SIZE_PER_IMAGE * images);
+# "paper": class term / sampled anchors, box term * LOSS_LAMBDA / anchor locations;
+# "positives" (the walk-through): class term / sampled anchors, box term * LOSS_LAMBDA / positives.
+LOSS_NORMALIZATIONS = ("detectron2", "paper", "positives")
+
+
+@RPN_HEAD_REGISTRY.register()
+class SoftmaxRPNHead(StandardRPNHead):
+    """The paper's RPN head: 3x3 conv (+ReLU), then 1x1 convs to **two** scores per anchor
+    (object / not object, softmax) and 4 deltas per anchor; weights N(0, 0.01), biases 0.
+
+    ``MODEL.RPN.HEAD_NAME: "SoftmaxRPNHead"``. Its objectness output has 2A channels laid out as
+    py-faster-rcnn's ``rpn_cls_score``: channels [0, A) are the background scores of the A
+    anchors, [A, 2A) their foreground scores. Parameter names are StandardRPNHead's.
+    """
+
+    @configurable
+    def __init__(
+        self, *, in_channels: int, num_anchors: int, box_dim: int = 4, conv_dims=(-1,)
+    ):
+        """Same arguments as :class:`StandardRPNHead`."""
+        super().__init__(
+            in_channels=in_channels, num_anchors=num_anchors, box_dim=box_dim, conv_dims=conv_dims
+        )
+        hidden = self.objectness_logits.in_channels
+        self.objectness_logits = nn.Conv2d(hidden, 2 * num_anchors, kernel_size=1, stride=1)
+        nn.init.normal_(self.objectness_logits.weight, std=0.01)
+        nn.init.constant_(self.objectness_logits.bias, 0)
+
+
+def resize_scale(image_size: Tuple[int, int], original_size: Tuple[int, int]) -> float:
+    """The resize factor from the original image to the network input: the mean of the height
+    and width ratios (detectron2 resizes both sides by one factor, up to rounding)."""
+    return 0.5 * (image_size[0] / original_size[0] + image_size[1] / original_size[1])
+
+
+@PROPOSAL_GENERATOR_REGISTRY.register()
+class FRCNNRPN(RPN):
+    """Region Proposal Network with the Faster R-CNN paper's labelling, sampling, loss
+    normalization and proposal minimum size (see the module docstring).
+
+    Objectness logits are either (N, Hi*Wi*A) sigmoid logits (``StandardRPNHead``) or
+    (N, Hi*Wi*A, 2) background/foreground scores (``SoftmaxRPNHead``: cross-entropy loss;
+    proposals are ranked by the logit difference fg - bg, which is the sigmoid logit of the
+    softmax foreground probability). Logged each training iteration: ``rpn/num_pos_anchors``,
+    ``rpn/num_neg_anchors`` (sampled, mean per image) and ``rpn/num_proposals`` (kept after
+    NMS and top-k, mean per image).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        sampler=None,
+        loss_normalization: str = "paper",
+        loss_lambda: float = 10.0,
+        min_size_in_original_pixels: bool = True,
+        **kwargs,
+    ):
+        """
+        Args:
+            sampler: object with ``sampler(labels) -> (pos_idx, neg_idx)`` for labels
+                -1 (ignore), 0 (negative), 1 (positive). None: a BalancedRandomSampler with
+                ``batch_size_per_image`` and ``positive_fraction``.
+            loss_normalization (str): one of :data:`LOSS_NORMALIZATIONS`.
+            loss_lambda (float): weight of the box term (the paper's lambda, 10) in the "paper"
+                and "positives" normalizations; "detectron2" ignores it.
+            min_size_in_original_pixels (bool): measure ``min_box_size`` in original-image
+                pixels (scaled per image by the resize factor, as the paper) instead of input
+                pixels (detectron2). Needs ``images.original_sizes`` (FRCNNGeneralizedRCNN)
+                when ``min_box_size > 0``.
+            kwargs: the arguments of detectron2's :class:`RPN`.
+        """
+        super().__init__(**kwargs)
+        if loss_normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(
+                "MODEL.RPN.LOSS_NORMALIZATION={!r} is invalid; allowed: {}".format(
+                    loss_normalization, list(LOSS_NORMALIZATIONS)
+                )
+            )
+        if not loss_lambda > 0:
+            raise ValueError(
+                "MODEL.RPN.LOSS_LAMBDA={!r} is invalid; allowed: a number > 0 (the paper: "
+                "10)".format(loss_lambda)
+            )
+        if self.min_box_size < 0:
+            raise ValueError(
+                "MODEL.PROPOSAL_GENERATOR.MIN_SIZE={!r} is invalid; allowed: a number >= 0 "
+                "(the paper: 16)".format(self.min_box_size)
+            )
+        if sampler is None:
+            sampler = build_sampler(
+                batch_size_per_image=self.batch_size_per_image,
+                positive_fraction=self.positive_fraction,
+                bg_label=0,
+            )
+        self.sampler = sampler
+        self.loss_normalization = loss_normalization
+        self.loss_lambda = float(loss_lambda)
+        self.min_size_in_original_pixels = bool(min_size_in_original_pixels)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        rpn = cfg.MODEL.RPN
+        ret["sampler"] = build_sampler(
+            rpn.SAMPLER,
+            batch_size_per_image=rpn.BATCH_SIZE_PER_IMAGE,
+            positive_fraction=rpn.POSITIVE_FRACTION,
+            bg_label=0,
+            config_prefix="MODEL.RPN",
+        )
+        ret["loss_normalization"] = rpn.LOSS_NORMALIZATION
+        ret["loss_lambda"] = rpn.LOSS_LAMBDA
+        ret["min_size_in_original_pixels"] = (
+            cfg.MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS
+        )
+        return ret
+
+    # ----------------------------------------------------------------------------- labels
+    def _subsample_labels(self, label: torch.Tensor) -> torch.Tensor:
+        """Keep the sampler's positives (1) and negatives (0); set every other label to -1.
+
+        Args:
+            label (Tensor): (R,) labels -1 / 0 / 1; modified in place and returned.
+        """
+        pos_idx, neg_idx = self.sampler(label)
+        label.fill_(-1)
+        label.scatter_(0, pos_idx, 1)
+        label.scatter_(0, neg_idx, 0)
+        return label
+
+    @torch.no_grad()
+    def _label_anchors(
+        self, anchors: Boxes, gt_boxes: Boxes, image_size: Tuple[int, int]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Match anchors with GT boxes (no sampling).
+
+        With ``anchor_boundary_thresh >= 0`` only the anchors inside the image (up to that
+        margin) are matched; the others get label -1. Among the matched anchors: 1 if the
+        IoU with some GT >= the high threshold (0.7) or the anchor is a GT's best (ties
+        included), 0 if the max IoU < the low threshold (0.3), -1 otherwise.
+
+        Returns:
+            matched_idxs (Tensor): (R,) int64, index of the matched GT (0 where unmatched).
+            labels (Tensor): (R,) int8, -1 ignore, 0 negative, 1 positive.
+        """
+        num_anchors, device = len(anchors), anchors.tensor.device
+        if self.anchor_boundary_thresh >= 0:
+            inside = anchors.inside_box(image_size, self.anchor_boundary_thresh)
+        else:
+            inside = torch.ones(num_anchors, dtype=torch.bool, device=device)
+        inside_idx = nonzero_tuple(inside)[0]
+        matched_inside, labels_inside = self.anchor_matcher(
+            pairwise_iou(gt_boxes, anchors[inside_idx])
+        )
+        matched_idxs = torch.zeros(num_anchors, dtype=torch.int64, device=device)
+        labels = torch.full((num_anchors,), -1, dtype=torch.int8, device=device)
+        matched_idxs[inside_idx] = matched_inside.to(device)
+        labels[inside_idx] = labels_inside.to(device=device, dtype=torch.int8)
+        return matched_idxs, labels
+
+    @torch.jit.unused
+    @torch.no_grad()
+    def label_and_sample_anchors(
+        self, anchors: List[Boxes], gt_instances: List[Instances]
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Label (:meth:`_label_anchors`) and sample (``self.sampler``) the anchors per image.
+
+        Returns:
+            list[Tensor]: per image, (R,) labels: -1 ignore, 0 negative, 1 positive; only the
+            sampled anchors are 0 or 1.
+            list[Tensor]: per image, (R, 4) matched GT boxes (meaningful where label is 1).
+        """
+        anchors = Boxes.cat(anchors)
+        gt_labels, matched_gt_boxes = [], []
+        for gt in gt_instances:
+            matched_idxs, labels = self._label_anchors(anchors, gt.gt_boxes, gt.image_size)
+            gt_labels.append(self._subsample_labels(labels))
+            if len(gt) == 0:
+                matched_gt_boxes.append(torch.zeros_like(anchors.tensor))
+            else:
+                matched_gt_boxes.append(gt.gt_boxes[matched_idxs].tensor)
+        return gt_labels, matched_gt_boxes
+
+    # ----------------------------------------------------------------------------- losses
+    def _loss_scales(
+        self, anchors: List[Boxes], num_images: int, valid_mask, pos_mask
+    ) -> Tuple[float, float]:
+        """(class-term, box-term) multipliers of the selected loss normalization."""
+        if self.loss_normalization == "detectron2":
+            scale = 1.0 / (self.batch_size_per_image * num_images)
+            return scale, scale
+        num_sampled = max(int(valid_mask.sum().item()), 1)
+        if self.loss_normalization == "paper":
+            num_anchors = self.anchor_generator.num_anchors
+            locations = sum(len(a) // k for a, k in zip(anchors, num_anchors)) * num_images
+            return 1.0 / num_sampled, self.loss_lambda / locations
+        num_pos = max(int(pos_mask.sum().item()), 1)
+        return 1.0 / num_sampled, self.loss_lambda / num_pos
+
+    @staticmethod
+    def _objectness_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed loss of (K,) sigmoid logits or (K, 2) softmax scores vs labels 0 / 1."""
+        if logits.dim() == 2:
+            return F.cross_entropy(logits, labels.long(), reduction="sum")
+        return F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
+
+    @torch.jit.unused
+    def losses(
+        self,
+        anchors: List[Boxes],
+        pred_objectness_logits: List[torch.Tensor],
+        gt_labels: List[torch.Tensor],
+        pred_anchor_deltas: List[torch.Tensor],
+        gt_boxes: List[torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        """Same arguments and outputs as :meth:`RPN.losses` (objectness logits may also be
+        (N, Hi*Wi*A, 2)); normalized by ``self.loss_normalization``, then weighted by
+        ``self.loss_weight`` (MODEL.RPN.LOSS_WEIGHT / BBOX_REG_LOSS_WEIGHT)."""
+        num_images = len(gt_labels)
+        gt_labels = torch.stack(gt_labels)
+        pos_mask, valid_mask = gt_labels == 1, gt_labels >= 0
+        storage = get_event_storage()
+        storage.put_scalar("rpn/num_pos_anchors", pos_mask.sum().item() / num_images)
+        storage.put_scalar("rpn/num_neg_anchors", (gt_labels == 0).sum().item() / num_images)
+
+        loss_loc = _dense_box_regression_loss(
+            anchors,
+            self.box2box_transform,
+            pred_anchor_deltas,
+            gt_boxes,
+            pos_mask,
+            box_reg_loss_type=self.box_reg_loss_type,
+            smooth_l1_beta=self.smooth_l1_beta,
+        )
+        logits = cat(pred_objectness_logits, dim=1)[valid_mask]
+        loss_cls = self._objectness_loss(logits, gt_labels[valid_mask])
+        cls_scale, loc_scale = self._loss_scales(anchors, num_images, valid_mask, pos_mask)
+        losses = {"loss_rpn_cls": loss_cls * cls_scale, "loss_rpn_loc": loss_loc * loc_scale}
+        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+
+    # ----------------------------------------------------------------------------- forward
+    @staticmethod
+    def _flatten_objectness(x: torch.Tensor, num_anchors: int) -> torch.Tensor:
+        """(N, A, H, W) -> (N, H*W*A); (N, 2A, H, W) (bg block, fg block) -> (N, H*W*A, 2)."""
+        n, c, h, w = x.shape
+        if c == num_anchors:
+            return x.permute(0, 2, 3, 1).flatten(1)
+        if c == 2 * num_anchors:
+            return x.view(n, 2, num_anchors, h, w).permute(0, 3, 4, 2, 1).reshape(n, -1, 2)
+        raise ValueError(
+            "The RPN head (MODEL.RPN.HEAD_NAME) returned {} objectness channels for {} anchors "
+            "per location; allowed: A (sigmoid) or 2A (softmax)".format(c, num_anchors)
+        )
+
+    def _flatten_deltas(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, A*B, H, W) -> (N, H*W*A, B), as detectron2's RPN."""
+        box_dim = self.anchor_generator.box_dim
+        x = x.view(x.shape[0], -1, box_dim, x.shape[-2], x.shape[-1])
+        return x.permute(0, 3, 4, 1, 2).flatten(1, -2)
+
+    def min_box_sizes(self, images: ImageList) -> List[float]:
+        """Per image, the minimum proposal side in input pixels.
+
+        Raises:
+            ValueError: when the size is in original pixels but ``images`` has no
+                ``original_sizes`` (set by FRCNNGeneralizedRCNN).
+        """
+        sizes = images.image_sizes
+        if not (self.min_size_in_original_pixels and self.min_box_size > 0):
+            return [self.min_box_size] * len(sizes)
+        originals = getattr(images, "original_sizes", None)
+        if originals is None:
+            raise ValueError(
+                "MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS=True needs each image's "
+                "original size, which detectron2's GeneralizedRCNN does not give the RPN; allowed: "
+                "MODEL.META_ARCHITECTURE 'FRCNNGeneralizedRCNN' (or set images.original_sizes), "
+                "or MIN_SIZE_IN_ORIGINAL_PIXELS False (MIN_SIZE in input pixels)"
+            )
+        return [self.min_box_size * resize_scale(s, o) for s, o in zip(sizes, originals)]
+
+    def forward(
+        self,
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        gt_instances: Optional[List[Instances]] = None,
+    ):
+        """Same as :meth:`RPN.forward`; also handles two-score heads and per-image min sizes."""
+        features = [features[f] for f in self.in_features]
+        anchors = self.anchor_generator(features)
+        logits, deltas = self.rpn_head(features)
+        num_anchors = self.anchor_generator.num_anchors
+        logits = [self._flatten_objectness(x, a) for x, a in zip(logits, num_anchors)]
+        deltas = [self._flatten_deltas(x) for x in deltas]
+
+        losses = {}
+        if self.training:
+            assert gt_instances is not None, "RPN requires gt_instances in training!"
+            gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
+            losses = self.losses(anchors, logits, gt_labels, deltas, gt_boxes)
+        proposals = self.predict_proposals(
+            anchors, logits, deltas, images.image_sizes, self.min_box_sizes(images)
+        )
+        return proposals, losses
+
+    # ----------------------------------------------------------------------------- proposals
+    @staticmethod
+    def objectness_scores(logits: torch.Tensor) -> torch.Tensor:
+        """Ranking logits: sigmoid logits as they are; for (..., 2) scores fg - bg, the sigmoid
+        logit of the softmax foreground probability (same ranking)."""
+        return logits[..., 1] - logits[..., 0] if logits.dim() == 3 else logits
+
+    def predict_proposals(
+        self,
+        anchors: List[Boxes],
+        pred_objectness_logits: List[torch.Tensor],
+        pred_anchor_deltas: List[torch.Tensor],
+        image_sizes: List[Tuple[int, int]],
+        min_box_sizes: Optional[Sequence[float]] = None,
+    ) -> List[Instances]:
+        """:meth:`RPN.predict_proposals` with an optional per-image minimum size (input
+        pixels; default ``self.min_box_size``): decode, clip, drop small boxes, top-k, NMS,
+        top-k, by detectron2's :func:`find_top_rpn_proposals`."""
+        if min_box_sizes is None:
+            min_box_sizes = [self.min_box_size] * len(image_sizes)
+        with torch.no_grad():
+            proposals = self._decode_proposals(anchors, pred_anchor_deltas)
+            scores = [self.objectness_scores(x) for x in pred_objectness_logits]
+            results = []
+            for i, (size, min_size) in enumerate(zip(image_sizes, min_box_sizes)):
+                # one image at a time (detectron2 treats images independently anyway), each
+                # with its own minimum size
+                results += find_top_rpn_proposals(
+                    [p[i : i + 1] for p in proposals],
+                    [s[i : i + 1] for s in scores],
+                    [size],
+                    self.nms_thresh,
+                    self.pre_nms_topk[self.training],
+                    self.post_nms_topk[self.training],
+                    min_size,
+                    self.training,
+                )
+        if self.training:
+            get_event_storage().put_scalar(
+                "rpn/num_proposals", float(np.mean([len(r) for r in results]))
+            )
+        return results
