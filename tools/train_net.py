@@ -49,8 +49,14 @@ def setup(args):
         raise SystemExit("Config file not found: {}".format(args.config_file))
     cfg = get_cfg()
     frcnn_plugin.add_frcnn_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    for source, merge, what in (
+        (args.config_file, cfg.merge_from_file, args.config_file),
+        ("the command line", cfg.merge_from_list, args.opts),
+    ):
+        try:
+            merge(what)
+        except (KeyError, AssertionError, ValueError) as e:
+            raise ValueError(frcnn_plugin.config.explain_merge_error(cfg, e, source)) from None
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU: using cpu", cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
