@@ -7,7 +7,6 @@ The plugin's components validate their own constructor arguments as well (the an
 the samplers, the RPN and ROI heads, the VGG backbone); this module covers the keys that
 detectron2's own components read without checking, and the plugin's reliability keys.
 """
-import difflib
 import math
 import numbers
 import os
@@ -17,7 +16,6 @@ __all__ = [
     "NONFINITE_LOSS_MODES",
     "INVALID_BOX_MODES",
     "validate_frcnn_config",
-    "suggest_config_key",
     "check_output_dir",
 ]
 
@@ -202,19 +200,6 @@ def validate_frcnn_config(cfg):
             )
         )
     return cfg
-
-
-def _all_keys(node, prefix=""):
-    for k, v in node.items():
-        key = prefix + k
-        yield key
-        if isinstance(v, dict):
-            yield from _all_keys(v, key + ".")
-
-
-def suggest_config_key(cfg, key):
-    """The existing keys of ``cfg`` closest to a misspelled ``key`` (list, maybe empty)."""
-    return difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.75)
 
 
 def check_output_dir(path, key="OUTPUT_DIR"):

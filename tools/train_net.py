@@ -11,10 +11,18 @@ Examples::
     python tools/train_net.py --config-file configs/vgg16_frcnn.yaml --eval-only \
         MODEL.WEIGHTS output/vgg16_frcnn_coco/model_final.pth
 
+    # 2 CPU processes (GLOO backend) on a machine without CUDA
+    python tools/train_net.py --config configs/vgg16_frcnn_shapes_demo.yaml --num-processes 2
+    # continue an interrupted run from OUTPUT_DIR/last_checkpoint
+    python tools/train_net.py --config configs/vgg16_frcnn_shapes_demo.yaml --resume
+
 Flags are detectron2's (``--config-file``, with ``--config`` as an alias; ``--resume``,
 ``--eval-only``, ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``) followed
-by ``KEY VALUE`` config overrides.
+by ``KEY VALUE`` config overrides. ``--num-gpus N`` is the number of processes per machine: one
+per GPU with CUDA (NCCL), else N CPU processes (GLOO); ``--num-processes`` is an alias.
+See docs/reliability.md for resuming, multi-process training and bad data.
 """
+import argparse
 import json
 import logging
 import os
@@ -22,13 +30,14 @@ import os
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
+from detectron2.utils.logger import setup_logger
 
 import frcnn_plugin
-from frcnn_plugin.engine import Trainer
+from frcnn_plugin.config_checks import check_output_dir, validate_frcnn_config
+from frcnn_plugin.engine import AtomicCheckpointer, Trainer, launch
 
 logger = logging.getLogger("frcnn_plugin.train_net")
 
@@ -37,6 +46,11 @@ def argument_parser():
     parser = default_argument_parser()
     parser.add_argument(
         "--config", dest="config_file", metavar="FILE", help="alias of --config-file"
+    )
+    parser.add_argument(
+        "--num-processes", dest="num_gpus", type=int, default=argparse.SUPPRESS, metavar="N",
+        help="alias of --num-gpus: processes per machine; one per GPU with CUDA (NCCL), "
+        "otherwise N CPU processes (GLOO backend)",
     )
     return parser
 
@@ -60,8 +74,13 @@ def setup(args):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU: using cpu", cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
+    validate_frcnn_config(cfg)
     cfg.freeze()
+    check_output_dir(cfg.OUTPUT_DIR)
     default_setup(cfg, args)
+    # the plugin's own loggers (skipped samples, resumed state, replica checks) to the console
+    # and OUTPUT_DIR/log.txt, as default_setup does for detectron2's
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="frcnn_plugin")
     return cfg
 
 
@@ -81,7 +100,7 @@ def main(args):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         if cfg.MODEL.WEIGHTS:
-            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
                 cfg.MODEL.WEIGHTS, resume=args.resume
             )
         else:

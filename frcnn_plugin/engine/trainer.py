@@ -1,12 +1,37 @@
-"""detectron2's ``DefaultTrainer`` with the evaluator chosen from the data set's metadata."""
+"""detectron2's ``DefaultTrainer`` with the evaluator chosen from the data set's metadata, and the
+plugin's reliability features (docs/reliability.md):
+
+* checked data (:mod:`frcnn_plugin.data.checks`) and skipped unreadable training images
+  (:mod:`frcnn_plugin.data.mappers`);
+* crash-safe checkpoints (:class:`~frcnn_plugin.engine.checkpoint.AtomicCheckpointer`);
+* non-finite loss handling (:class:`~frcnn_plugin.engine.train_loop.GuardedTrainer`);
+* multi-process training on CPUs (DistributedDataParallel without ``device_ids``) and an optional
+  replica check (:class:`~frcnn_plugin.engine.hooks.ReplicaSyncCheck`).
+"""
 import logging
 import os
+import weakref
 
-from detectron2.data import MetadataCatalog
-from detectron2.engine import DefaultTrainer
+import torch
+
+from detectron2.data import (
+    DatasetFromList,
+    DatasetMapper,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.engine import AMPTrainer, DefaultTrainer, TrainerBase, create_ddp_model
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..data import prepare_dataset
+from ..data.checks import load_test_dataset_dicts, load_train_dataset_dicts
+from ..data.mappers import NameBadImages, SkipBadSamples
+from .checkpoint import AtomicCheckpointer
+from .hooks import ReplicaSyncCheck
+from .train_loop import GuardedTrainer
 
 __all__ = ["Trainer", "build_evaluator", "has_detectron2_cpp_ops"]
 
@@ -52,15 +77,102 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
 
 
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` that builds the evaluator from the data set's ``evaluator_type``."""
+    """``DefaultTrainer`` that builds the evaluator from the data set's ``evaluator_type``, with
+    the reliability features listed in the module docstring."""
+
+    def __init__(self, cfg):
+        """``DefaultTrainer.__init__`` (the same in detectron2 v0.6 and main) with three swaps:
+        a CPU-capable DistributedDataParallel, :class:`GuardedTrainer` for ``SimpleTrainer``,
+        and :class:`AtomicCheckpointer` for ``DetectionCheckpointer``."""
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False, **_ddp_device_kwargs(model))
+        if cfg.SOLVER.AMP.ENABLED:  # its GradScaler skips steps with non-finite gradients
+            self._trainer = AMPTrainer(model, data_loader, optimizer)
+        else:
+            self._trainer = GuardedTrainer(
+                model, data_loader, optimizer, nonfinite_loss=cfg.SOLVER.NONFINITE_LOSS,
+                max_consecutive_skips=cfg.SOLVER.NONFINITE_LOSS_MAX_SKIPS,
+            )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        hooks = super().build_hooks()
+        if self.cfg.SOLVER.SYNC_CHECK_PERIOD > 0 and comm.get_world_size() > 1:
+            hooks.insert(2, ReplicaSyncCheck(self.cfg.SOLVER.SYNC_CHECK_PERIOD))
+        return hooks
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            logger.info(
+                "Resumed from %s: iteration %d done, continuing at %d; optimizer state for %d "
+                "parameter tensors; LR scheduler at step %d",
+                self.checkpointer.get_checkpoint_file(), self.iter, self.start_iter,
+                len(self.optimizer.state), getattr(self.scheduler, "last_epoch", -1),
+            )
+
+    def state_dict(self):
+        """Iteration, hook states (LR scheduler) and, under ``_trainer``, the optimizer state.
+        detectron2 v0.6's DefaultTrainer leaves the optimizer out of its checkpoints; upstream
+        main adds it under the same key, so checkpoints of both fit."""
+        ret = TrainerBase.state_dict(self)
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        TrainerBase.load_state_dict(self, state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning(
+                "The checkpoint has no optimizer state (written by detectron2 v0.6's "
+                "DefaultTrainer); the optimizer starts afresh (momentum buffers lost)."
+            )
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """detectron2's train loader over the checked data set, skipping unreadable images."""
+        dataset = DatasetFromList(load_train_dataset_dicts(cfg), copy=False)
+        mapper = SkipBadSamples(
+            DatasetMapper(cfg, True), dataset,
+            max_consecutive=cfg.DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES, seed=max(cfg.SEED, 0),
+        )
+        return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        """detectron2's test loader; missing images fail before evaluation, unreadable ones
+        with an error naming the file."""
+        return build_detection_test_loader(
+            dataset=load_test_dataset_dicts(cfg, dataset_name),
+            mapper=NameBadImages(DatasetMapper(cfg, False), dataset_name),
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_evaluator(cfg, dataset_name, output_folder)
-
 
     def train(self):
         """Train; returns the results of the last evaluation (the one after the final
         iteration), which detectron2's DefaultTrainer only returns with TEST.EXPECTED_RESULTS."""
         super().train()
         return getattr(self, "_last_eval_results", None)
+
+
+def _ddp_device_kwargs(model):
+    """DistributedDataParallel takes no ``device_ids`` for a CPU model (detectron2's
+    ``create_ddp_model`` passes the local rank, which only suits GPU models)."""
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    return {"device_ids": None} if device.type == "cpu" else {}

@@ -1,0 +1,309 @@
+"""Load-time checks of detection data sets: clear errors for whole-data-set faults, logged counts
+for faults in single annotations.
+
+Whole data set (fails at load time, naming the data set and the file or folder):
+
+* an annotation file that does not exist, is not JSON, or is not COCO-format;
+* a data set with no images, an image folder that does not exist;
+* (test sets) an image file that does not exist.
+
+Single annotations and images (training sets; logged as one summary with counts and examples):
+
+* boxes of zero or negative size, non-finite (NaN, inf), wholly outside their image, or not
+  four numbers: dropped (``DATALOADER.INVALID_BOXES: "drop"``, the default) or an error naming
+  the image (``"error"``). Boxes partly outside the image are kept; detectron2 clips them;
+* images left without annotations, or with crowd annotations only: removed when
+  ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (detectron2's default, True), counted separately.
+
+Unreadable image files in training sets are handled per sample at run time
+(:mod:`frcnn_plugin.data.mappers`).
+"""
+import collections
+import itertools
+import json
+import logging
+import math
+import os
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.build import (
+    filter_images_with_few_keypoints,
+    load_proposals_into_dataset,
+    print_instances_class_histogram,
+)
+from detectron2.data.detection_utils import check_metadata_consistency
+from detectron2.structures import BoxMode
+
+from .shapes import prepare_dataset
+
+__all__ = [
+    "BOX_PROBLEMS",
+    "BoxReport",
+    "load_dataset_dicts",
+    "check_boxes",
+    "drop_unusable_images",
+    "load_train_dataset_dicts",
+    "load_test_dataset_dicts",
+]
+
+logger = logging.getLogger(__name__)
+
+# reason -> description, in the order they are checked
+BOX_PROBLEMS = collections.OrderedDict(
+    [
+        ("malformed", "not four numbers"),
+        ("non_finite", "NaN or infinite coordinates"),
+        ("empty", "zero or negative width or height"),
+        ("outside", "wholly outside the image"),
+    ]
+)
+_CHECKED_MODES = (BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
+
+
+def _is_local(path):
+    return bool(path) and "://" not in str(path)
+
+
+def load_dataset_dicts(name):
+    """``DatasetCatalog.get(name)`` with errors that name the data set and the faulty file.
+
+    Raises:
+        KeyError: the data set is not registered (detectron2's message lists the registered ones).
+        FileNotFoundError: its annotation file or an image folder does not exist.
+        ValueError: the annotation file is not valid JSON or not COCO-format, or has no images.
+    """
+    prepare_dataset(name)  # the plugin's generated data sets are written on first use
+    meta = MetadataCatalog.get(name)
+    json_file = meta.get("json_file", None)
+    try:
+        dicts = DatasetCatalog.get(name)
+    except KeyError as e:
+        if name not in DatasetCatalog.list():
+            raise
+        raise ValueError(_load_error(name, json_file, e)) from e
+    except Exception as e:
+        if _is_local(json_file) and not os.path.isfile(json_file):
+            raise FileNotFoundError(
+                "Data set {!r}: annotation file not found: {}".format(name, json_file)
+            ) from e
+        raise ValueError(_load_error(name, json_file, e)) from e
+    if not dicts:
+        raise ValueError(
+            "Data set {!r} is empty: no images{}".format(
+                name, " in " + json_file if json_file else ""
+            )
+        )
+    _check_image_folders(name, dicts, meta.get("image_root", None))
+    return dicts
+
+
+def _load_error(name, json_file, e):
+    where = json_file or "its loader"
+    if isinstance(e, json.JSONDecodeError):
+        return "Data set {!r}: {} is not valid JSON ({})".format(name, where, e)
+    return (
+        "Data set {!r}: cannot load {} ({}: {}); is it a COCO-format annotation file "
+        "(\"images\", \"annotations\", \"categories\")?".format(name, where, type(e).__name__, e)
+    )
+
+
+def _check_image_folders(name, dicts, image_root):
+    if _is_local(image_root) and not os.path.isdir(image_root):
+        raise FileNotFoundError(
+            "Data set {!r}: image folder not found: {}".format(name, image_root)
+        )
+    folders = {os.path.dirname(d["file_name"]) for d in dicts if "file_name" in d}
+    missing = sorted(f for f in folders if _is_local(f) and not os.path.isdir(f))
+    if missing:
+        raise FileNotFoundError(
+            "Data set {!r}: image folder(s) not found: {}".format(name, ", ".join(missing[:5]))
+        )
+
+
+def _box_problem(box, mode, width, height):
+    """The key of BOX_PROBLEMS that applies to one box, or None if it is usable."""
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        return "malformed"
+    if len(values) != 4:
+        return "malformed"
+    if not all(math.isfinite(v) for v in values):
+        return "non_finite"
+    if mode not in _CHECKED_MODES:
+        return None  # rotated or relative boxes: left to the user's own checks
+    x0, y0, x1, y1 = BoxMode.convert(values, mode, BoxMode.XYXY_ABS)
+    if x1 <= x0 or y1 <= y0:
+        return "empty"
+    if width and height and (x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height):
+        return "outside"
+    return None
+
+
+class BoxReport:
+    """Counts of invalid boxes by reason (:data:`BOX_PROBLEMS`), with a few examples."""
+
+    def __init__(self):
+        self.counts = collections.Counter()
+        self.images = set()
+        self.examples = []
+
+    @property
+    def total(self):
+        return sum(self.counts.values())
+
+    def add(self, reason, record, box):
+        self.counts[reason] += 1
+        self.images.add(record.get("image_id", record.get("file_name")))
+        if len(self.examples) < 3:
+            self.examples.append(_describe(record, box, reason))
+
+    def summary(self):
+        parts = ", ".join(
+            "{} {}".format(self.counts[k], BOX_PROBLEMS[k]) for k in BOX_PROBLEMS if self.counts[k]
+        )
+        return "{} invalid box(es) in {} image(s): {}. E.g. {}".format(
+            self.total, len(self.images), parts, "; ".join(self.examples)
+        )
+
+
+def _describe(record, box, reason):
+    return "image id {} ({}, {}x{}): bbox {} is {}".format(
+        record.get("image_id"), record.get("file_name"), record.get("width"),
+        record.get("height"), list(box) if isinstance(box, (list, tuple)) else box,
+        BOX_PROBLEMS[reason],
+    )
+
+
+def check_boxes(dicts, mode="drop", dataset_names=()):
+    """Drop (``mode="drop"``) or refuse (``mode="error"``) invalid boxes (:data:`BOX_PROBLEMS`).
+
+    Args:
+        dicts (list[dict]): detectron2 data set dicts; modified in place when dropping.
+        mode (str): "drop" or "error" (``DATALOADER.INVALID_BOXES``).
+        dataset_names: names for the messages.
+
+    Returns:
+        BoxReport: what was dropped (empty in "error" mode).
+
+    Raises:
+        ValueError: in "error" mode, naming the first image with an invalid box.
+    """
+    if mode not in ("drop", "error"):
+        raise ValueError("DATALOADER.INVALID_BOXES={!r}; allowed: 'drop' or 'error'".format(mode))
+    report = BoxReport()
+    for record in dicts:
+        annotations = record.get("annotations")
+        if not annotations:
+            continue
+        kept = []
+        for ann in annotations:
+            box = ann.get("bbox")
+            reason = _box_problem(box, ann.get("bbox_mode", BoxMode.XYWH_ABS),
+                                  record.get("width"), record.get("height"))
+            if reason is None:
+                kept.append(ann)
+                continue
+            if mode == "error":
+                raise ValueError(
+                    "Data set {}: {}. Fix the annotation, or set DATALOADER.INVALID_BOXES "
+                    "'drop' to drop such boxes.".format(
+                        ", ".join(map(repr, dataset_names)) or "", _describe(record, box, reason)
+                    )
+                )
+            report.add(reason, record, box)
+        if len(kept) != len(annotations):
+            record["annotations"] = kept
+    if report.total:
+        logger.warning(
+            "Data set %s: dropped %s (DATALOADER.INVALID_BOXES='drop').",
+            ", ".join(map(repr, dataset_names)), report.summary(),
+        )
+    return report
+
+
+def drop_unusable_images(dicts, dataset_names=()):
+    """Remove images without annotations and images whose annotations are all crowd ones.
+
+    Returns:
+        (list[dict], Counter): the kept images, and counts ``no_annotations``, ``crowd_only``.
+    """
+    counts = collections.Counter()
+    kept = []
+    for record in dicts:
+        annotations = record.get("annotations") or []
+        if not annotations:
+            counts["no_annotations"] += 1
+        elif all(a.get("iscrowd", 0) for a in annotations):
+            counts["crowd_only"] += 1
+        else:
+            kept.append(record)
+    if counts:
+        logger.info(
+            "Data set %s: removed %d of %d images with no usable annotations (%d without "
+            "annotations, %d with crowd annotations only); %d left.",
+            ", ".join(map(repr, dataset_names)), len(dicts) - len(kept), len(dicts),
+            counts["no_annotations"], counts["crowd_only"], len(kept),
+        )
+    return kept, counts
+
+
+def load_train_dataset_dicts(cfg):
+    """The training images of ``cfg.DATASETS.TRAIN``, checked (the plugin's replacement for
+    detectron2's ``get_detection_dataset_dicts`` in the training loader).
+
+    Raises:
+        ValueError / FileNotFoundError: see :func:`load_dataset_dicts` and :func:`check_boxes`;
+            also when no usable image is left.
+    """
+    names = list(cfg.DATASETS.TRAIN)
+    if not names:
+        raise ValueError("DATASETS.TRAIN is empty; allowed: one or more registered data sets")
+    per_dataset = [load_dataset_dicts(name) for name in names]
+    if cfg.MODEL.LOAD_PROPOSALS:
+        files = list(cfg.DATASETS.PROPOSAL_FILES_TRAIN)
+        if len(files) != len(names):
+            raise ValueError(
+                "DATASETS.PROPOSAL_FILES_TRAIN has {} files for {} data sets in DATASETS.TRAIN; "
+                "allowed: one per data set".format(len(files), len(names))
+            )
+        per_dataset = [load_proposals_into_dataset(d, f) for d, f in zip(per_dataset, files)]
+    dicts = list(itertools.chain.from_iterable(per_dataset))
+    has_instances = "annotations" in dicts[0]
+    if has_instances:
+        check_boxes(dicts, cfg.DATALOADER.INVALID_BOXES, names)
+        if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+            dicts, _ = drop_unusable_images(dicts, names)
+        if cfg.MODEL.KEYPOINT_ON and cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE > 0:
+            dicts = filter_images_with_few_keypoints(
+                dicts, cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+            )
+    if not dicts:
+        raise ValueError(
+            "No usable training images in DATASETS.TRAIN={}: every image lacks usable "
+            "annotations (see the log above)".format(tuple(names))
+        )
+    if has_instances:
+        try:
+            check_metadata_consistency("thing_classes", names)
+            print_instances_class_histogram(dicts, MetadataCatalog.get(names[0]).thing_classes)
+        except AttributeError:  # no class names for this data set
+            pass
+    return dicts
+
+
+def load_test_dataset_dicts(cfg, dataset_name):
+    """The images of a test data set, with every image file checked to exist (so that a periodic
+    evaluation does not fail hours into training on a missing file)."""
+    dicts = load_dataset_dicts(dataset_name)
+    missing = [d["file_name"] for d in dicts if _is_local(d.get("file_name"))
+               and not os.path.isfile(d["file_name"])]
+    if missing:
+        raise FileNotFoundError(
+            "Data set {!r}: {} of {} image files not found, e.g. {}; evaluation needs every "
+            "image".format(dataset_name, len(missing), len(dicts), ", ".join(missing[:3]))
+        )
+    if cfg.MODEL.LOAD_PROPOSALS:
+        index = list(cfg.DATASETS.TEST).index(dataset_name)
+        dicts = load_proposals_into_dataset(dicts, cfg.DATASETS.PROPOSAL_FILES_TEST[index])
+    return dicts

@@ -1,0 +1,147 @@
+"""Multi-process training with 2 CPU processes (GLOO) through tools/train_net.py and
+frcnn_plugin.engine.launch; a failing rank ends the job with a clear error, without a hang.
+
+Everything runs in subprocesses with timeouts, so a hang fails the test instead of blocking CI.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import unittest
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_reliability import DEMO, TINY, TRAIN_NET, subprocess_env, write_builtin_shapes
+
+
+def fail_on_rank_1(message):
+    """Rank 1 raises at once; rank 0 waits in a barrier that rank 1 never reaches."""
+    from detectron2.utils import comm
+
+    if comm.get_rank() == 1:
+        raise ValueError(message)
+    comm.synchronize()
+
+
+def train_with_nan_on_rank_1(out, result_path):
+    """A tiny DDP training in which only rank 1 sees a NaN loss at iteration 1 (mode "skip"):
+    both ranks must skip that step together, and the replica check must pass every step."""
+    from detectron2.utils import comm
+
+    from frcnn_plugin.engine import Trainer
+    from tests.test_reliability import poison, tiny_cfg
+
+    cfg = tiny_cfg(out, "DATASETS.TRAIN", "('frcnn_shapes_train',)", "SOLVER.NONFINITE_LOSS",
+                   "'skip'", "SOLVER.SYNC_CHECK_PERIOD", "1")
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    if comm.get_rank() == 1:
+        poison(trainer.model.module, {1})
+    trainer.train()
+    with open("{}.{}".format(result_path, comm.get_rank()), "w") as f:
+        json.dump({"layout": [comm.get_rank(), comm.get_world_size(), comm.get_local_rank(),
+                              comm.get_local_size()],
+                   "skipped_steps": trainer._trainer.skipped_steps, "iter": trainer.iter}, f)
+
+
+def run_launch(snippet, timeout=240, env=None):
+    code = textwrap.dedent("""
+        import sys
+        from frcnn_plugin.engine.launch import launch
+        from tests.test_distributed import fail_on_rank_1, train_with_nan_on_rank_1
+    """) + textwrap.dedent(snippet)
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+class TestLaunch(unittest.TestCase):
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path):
+        self.tmp = tmp_path
+
+    def test_cpu_processes_skip_nonfinite_step_together(self):
+        env = subprocess_env(write_builtin_shapes(self.tmp / "datasets"))
+        result = str(self.tmp / "result")
+        proc = run_launch("launch(train_with_nan_on_rank_1, 2, dist_url='auto', args=({!r}, "
+                          "{!r}))".format(str(self.tmp / "out"), result), env=env)
+        self.assertEqual(proc.returncode, 0, (proc.stdout + proc.stderr)[-3000:])
+        results = [json.load(open("{}.{}".format(result, r))) for r in (0, 1)]
+        # detectron2's comm sees 2 processes on one machine (the local process group is set up)
+        self.assertEqual([r["layout"] for r in results], [[0, 2, 0, 2], [1, 2, 1, 2]])
+        self.assertEqual([r["skipped_steps"] for r in results], [1, 1])
+        self.assertEqual([r["iter"] for r in results], [3, 3])
+        self.assertIn("Non-finite loss at iteration 1: loss_cls=nan (rank 1); optimizer step "
+                      "skipped", proc.stdout + proc.stderr)
+
+    def test_failing_rank_ends_job_with_clear_error(self):
+        start = time.time()
+        proc = run_launch("""
+            from datetime import timedelta
+            try:
+                launch(fail_on_rank_1, 2, dist_url="auto", args=("boom from rank 1",),
+                       timeout=timedelta(seconds=60))
+            except Exception as e:
+                print("RAISED", type(e).__name__, e)
+                sys.exit(3)
+        """)
+        self.assertEqual(proc.returncode, 3, proc.stderr[-3000:])
+        self.assertIn("RAISED DistributedTrainingError Process 1 (global rank 1) of 2 failed; the "
+                      "others were stopped", proc.stdout)
+        self.assertIn("ValueError: boom from rank 1", proc.stdout)
+        self.assertLess(time.time() - start, 120)
+
+    def test_upstream_local_process_group_api(self):
+        import importlib
+
+        from detectron2.utils import comm
+
+        launch_module = importlib.import_module("frcnn_plugin.engine.launch")
+        calls = []
+        had = hasattr(comm, "create_local_process_group")
+        original = getattr(comm, "create_local_process_group", None)
+        comm.create_local_process_group = calls.append
+        try:
+            launch_module._setup_local_process_group(4, 1, 8)
+        finally:
+            if had:
+                comm.create_local_process_group = original
+            else:
+                del comm.create_local_process_group
+        self.assertEqual(calls, [4])
+
+
+class TestTwoProcessTraining(unittest.TestCase):
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path):
+        self.env = subprocess_env(write_builtin_shapes(tmp_path / "datasets"))
+        self.out = str(tmp_path / "out")
+
+    def test_train_sync_and_gather_evaluation(self):
+        proc = subprocess.run(
+            [sys.executable, TRAIN_NET, "--config", DEMO, "--num-processes", "2", "--dist-url",
+             "auto", *TINY, "DATASETS.TRAIN", "('frcnn_shapes_train',)", "DATASETS.TEST",
+             "('frcnn_shapes_val',)", "SOLVER.SYNC_CHECK_PERIOD", "1", "OUTPUT_DIR", self.out],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=400,
+        )
+        self.assertEqual(proc.returncode, 0, (proc.stdout + proc.stderr)[-3000:])
+        with open(os.path.join(self.out, "log.txt")) as f:
+            log = f.read()
+        self.assertIn("Rank of current process: 0. World size: 2", log)
+        for it in range(3):  # weights identical on both ranks after every step
+            self.assertRegex(log, r"Replica check at iteration {}: parameters identical on 2 "
+                                  r"processes".format(it))
+        self.assertTrue(os.path.isfile(os.path.join(self.out, "log.txt.rank1")))
+        # each rank evaluated half of the 4 validation images; rank 0 gathered all of them
+        self.assertIn("on 2 devices", log)
+        preds = os.path.join(self.out, "inference", "frcnn_shapes_val",
+                             "coco_instances_results.json")
+        with open(preds) as f:
+            self.assertEqual({p["image_id"] for p in json.load(f)}, {1, 2, 3, 4})
+        with open(os.path.join(self.out, "eval_results.json")) as f:
+            self.assertIn("AP50", json.load(f)["bbox"])
+        self.assertTrue(os.path.isfile(os.path.join(self.out, "model_final.pth")))
