@@ -108,7 +108,7 @@ def add_frcnn_config(cfg):
 
     # ---------------------------------------------------------------------------------------
     # Reliability (issue 7): bad data, non-finite losses, multi-process checks. See
-    # docs/reliability.md; frcnn_plugin.config_checks.validate_frcnn_config checks these values.
+    # the README (Reliability); frcnn_plugin.config_checks.validate_frcnn_config checks these values.
     # ---------------------------------------------------------------------------------------
     # Non-finite (NaN/inf) loss: "error" (stop, naming the loss and the iteration) or "skip"
     # (skip that optimizer step, count it in EventStorage as nonfinite_loss/skipped_steps).
@@ -125,5 +125,17 @@ def add_frcnn_config(cfg):
     # Unreadable training images (missing, corrupt, wrong size) are skipped, logged and counted
     # (data/skipped_samples); this many in a row stop training with an error.
     _C.DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES = 10
+
+    # ---------------------------------------------------------------------------------------
+    # Inspection (issue 5): pictures of predictions against GT during training, written to
+    # TensorBoard through EventStorage.put_image by frcnn_plugin.engine.vis_hook (see
+    # the README (See inside the detector)). GT green, predictions magenta.
+    # ---------------------------------------------------------------------------------------
+    # Every N iterations (and after the last) draw predictions on validation images; 0 = off.
+    _C.TEST.VIS_PERIOD = 0
+    # Number of images drawn: the first N of DATASETS.TEST[0] (DATASETS.TRAIN[0] if no test set).
+    _C.TEST.VIS_NUM_IMAGES = 4
+    # Only predictions with a score >= this are drawn.
+    _C.TEST.VIS_SCORE_THRESH = 0.5
 
     return cfg

@@ -20,7 +20,7 @@ Flags are detectron2's (``--config-file``, with ``--config`` as an alias; ``--re
 ``--eval-only``, ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``) followed
 by ``KEY VALUE`` config overrides. ``--num-gpus N`` is the number of processes per machine: one
 per GPU with CUDA (NCCL), else N CPU processes (GLOO); ``--num-processes`` is an alias.
-See docs/reliability.md for resuming, multi-process training and bad data.
+See the README (Reliability) for resuming, multi-process training and bad data.
 """
 import argparse
 import json

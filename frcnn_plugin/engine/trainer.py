@@ -1,5 +1,5 @@
 """detectron2's ``DefaultTrainer`` with the evaluator chosen from the data set's metadata, and the
-plugin's reliability features (docs/reliability.md):
+plugin's reliability features (the README (Reliability)):
 
 * checked data (:mod:`frcnn_plugin.data.checks`) and skipped unreadable training images
   (:mod:`frcnn_plugin.data.mappers`);
@@ -32,6 +32,7 @@ from ..data.mappers import NameBadImages, SkipBadSamples
 from .checkpoint import AtomicCheckpointer
 from .hooks import ReplicaSyncCheck
 from .train_loop import GuardedTrainer
+from .vis_hook import maybe_add_vis_hook
 
 __all__ = ["Trainer", "build_evaluator", "has_detectron2_cpp_ops"]
 
@@ -110,6 +111,7 @@ class Trainer(DefaultTrainer):
         hooks = super().build_hooks()
         if self.cfg.SOLVER.SYNC_CHECK_PERIOD > 0 and comm.get_world_size() > 1:
             hooks.insert(2, ReplicaSyncCheck(self.cfg.SOLVER.SYNC_CHECK_PERIOD))
+        maybe_add_vis_hook(self, hooks)
         return hooks
 
     def resume_or_load(self, resume=True):

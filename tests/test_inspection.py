@@ -1,0 +1,211 @@
+"""Stage-by-stage inspection and anchor pictures (tools/inspect_pipeline.py,
+tools/visualize_anchors.py, frcnn_plugin.inspection), on 64 px generated images."""
+import importlib.util
+import json
+import os
+import unittest
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import REPO, load_config
+
+DEMO = "vgg16_frcnn_shapes_demo.yaml"
+# a small, fast variant of the demo model for 64x64 images: 4x4 feature map, 2 sizes x 3 ratios
+SMALL = [
+    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+    "MODEL.VGG.DEPTH", "11", "MODEL.ANCHOR_GENERATOR.SIZES", "[[16, 32]]",
+    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
+    "MODEL.DEVICE", "cpu",
+]
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(
+        "frcnn_tool_" + name, os.path.join(REPO, "tools", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster on busy shared cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def gt_boxes(dataset, index):
+    from detectron2.data import DatasetCatalog
+    from detectron2.structures import BoxMode
+
+    record = DatasetCatalog.get(dataset)[index]
+    return [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+            for a in record["annotations"]]
+
+
+@pytest.mark.usefixtures("tiny_shapes")
+class TestInspectPipeline(unittest.TestCase):
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path):
+        self.tmp = tmp_path
+
+    def test_dataset_image_table_and_json(self):
+        tool = load_tool("inspect_pipeline")
+        out = str(self.tmp / "stages.json")
+        trace = tool.main(["--config-file", os.path.join(REPO, "configs", DEMO), "--dataset",
+                           "frcnn_test_train", "--index", "1", "--json", out] + SMALL)
+        with open(out) as f:
+            data = json.load(f)
+        s = data["summary"]
+        self.assertEqual(s["input"], [3, 64, 64])
+        self.assertEqual(s["feature/conv5"], [512, 4, 4])
+        self.assertEqual(s["anchors"], 4 * 4 * 6)
+        self.assertEqual(s["anchors_inside"], int(trace.inside.sum()))
+        self.assertLess(s["anchors_inside"], s["anchors"])
+        labels = s["anchor_labels"]
+        self.assertEqual(sum(labels.values()), s["anchors"])
+        self.assertGreaterEqual(labels["ignored"], s["anchors"] - s["anchors_inside"])
+        num_gt = len(gt_boxes("frcnn_test_train", 1))
+        self.assertGreaterEqual(labels["positive"], 1)
+        self.assertLessEqual(labels["positive"], s["anchors_inside"])
+        sampled = s["anchors_sampled"]
+        self.assertEqual(sampled["positive"], labels["positive"])  # fewer than 128 positives
+        self.assertEqual(sampled["negative"], min(labels["negative"], 256 - labels["positive"]))
+        self.assertEqual(s["rpn_objectness"], [1, 12, 4, 4])  # softmax: 2 x 6 anchors
+        self.assertEqual(s["rpn_deltas"], [1, 24, 4, 4])
+        self.assertGreaterEqual(s["proposals_pre_nms"], s["proposals_post_nms"])
+        rois = s["rois_sampled"]
+        self.assertLessEqual(rois["foreground"], 4)  # 16 RoIs, <= 25 % foreground
+        self.assertGreaterEqual(rois["foreground"], 1)  # the GT boxes are appended
+        self.assertEqual(rois["foreground"] + rois["background"],
+                         min(16, s["proposals_post_nms"] + num_gt))
+        self.assertEqual(s["roi_pooled_sampled"], [sum(rois.values()), 512, 7, 7])
+        n = s["proposals_post_nms"]
+        self.assertEqual(s["roi_pooled"], [n, 512, 7, 7])
+        self.assertEqual(s["box_head"], [n, 32])
+        self.assertEqual(s["cls_scores"], [n, 4])
+        self.assertEqual(s["box_deltas"], [n, 12])
+        self.assertEqual(s["detections"], len(trace.detections))
+        self.assertEqual([r["key"] for r in data["stages"]][:2], ["input", "feature/conv5"])
+
+    def test_image_without_gt_resizes_and_says_na(self):
+        from contextlib import redirect_stdout
+        from io import StringIO
+
+        path = str(self.tmp / "image.png")
+        Image.fromarray(np.full((60, 80, 3), 90, dtype=np.uint8)).save(path)
+        tool = load_tool("inspect_pipeline")
+        buf = StringIO()
+        with redirect_stdout(buf):
+            trace = tool.main(["--config-file", os.path.join(REPO, "configs", DEMO),
+                               "--image", path] + SMALL)
+        s = trace.as_dict()["summary"]
+        self.assertEqual(s["input"], [3, 48, 64])  # ResizeShortestEdge(64, 64) of 60x80
+        self.assertEqual(s["feature/conv5"], [512, 3, 4])
+        self.assertEqual(s["anchors"], 3 * 4 * 6)
+        for key in ("anchor_labels", "anchors_sampled", "rois_sampled", "roi_pooled_sampled"):
+            self.assertIsNone(s[key])
+        self.assertIsNotNone(s["proposals_post_nms"])
+        table = buf.getvalue()
+        self.assertIn("| anchor labels: positive / negative / ignored | n/a", table)
+        self.assertIn("no ground truth", table)
+
+    def test_paper_numbers_on_800x800(self):
+        """The walk-through: 800x800 -> 50x50x512 -> 22 500 anchors, 8 940 inside, 128 RoIs of
+        which <= 32 foreground, pooled to 128x512x7x7 (the VGG16 forward is replaced by a
+        zero feature map of the right shape, to stay fast)."""
+        from detectron2.modeling import build_model
+
+        from frcnn_plugin.inspection import load_image_input, trace_pipeline
+
+        cfg = load_config("Base-VGG16-FRCNN.yaml", "INPUT.MIN_SIZE_TEST", "800",
+                          "INPUT.MAX_SIZE_TEST", "1333", "MODEL.ROI_HEADS.NUM_CLASSES", "1",
+                          "MODEL.ROI_BOX_HEAD.FC_DIM", "16")
+        model = build_model(cfg)
+        model.backbone.forward = lambda x: {"conv5": torch.zeros(1, 512, 50, 50)}
+        path = str(self.tmp / "800.png")
+        Image.fromarray(np.zeros((800, 800, 3), dtype=np.uint8)).save(path)
+        inp = load_image_input(cfg, path, [[200, 200, 456, 456]])
+        s = trace_pipeline(model, inp).as_dict()["summary"]
+        self.assertEqual(s["input"], [3, 800, 800])
+        self.assertEqual(s["anchors"], 22500)
+        self.assertEqual(s["anchors_inside"], 8940)
+        self.assertEqual(s["anchors_sampled"]["positive"] + s["anchors_sampled"]["negative"], 256)
+        self.assertEqual(s["proposals_pre_nms"], 6000)
+        self.assertLessEqual(s["proposals_post_nms"], 300)
+        rois = s["rois_sampled"]
+        self.assertEqual(rois["foreground"] + rois["background"], 128)
+        self.assertLessEqual(rois["foreground"], 32)
+        self.assertEqual(s["roi_pooled_sampled"], [128, 512, 7, 7])
+        self.assertEqual(s["cls_scores"][1], 2)
+
+
+def pixel(img, x, y):
+    return tuple(int(v) for v in img[int(y), int(x)])
+
+
+@pytest.mark.usefixtures("tiny_shapes")
+class TestVisualizeAnchors(unittest.TestCase):
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path):
+        self.out = str(tmp_path / "pictures")
+
+    def test_pictures(self):
+        from frcnn_plugin.inspection import draw
+
+        tool = load_tool("visualize_anchors")
+        written = tool.main(["--config-file", os.path.join(REPO, "configs", DEMO), "--dataset",
+                             "frcnn_test_train", "--index", "1", "--out-dir", self.out] + SMALL)
+        names = {"base_anchors", "shifted_anchors", "iou_heatmap", "positive_anchors",
+                 "rpn_samples", "roi_samples"}
+        self.assertEqual(set(written), names)
+        scale = 6  # 64 px zoomed to >= 384 px
+        boxes = gt_boxes("frcnn_test_train", 1)  # 64 px images: not resized
+        pictures = {}
+        for name in names:
+            img = np.asarray(Image.open(os.path.join(self.out, name + ".png")).convert("RGB"))
+            pictures[name] = img
+            self.assertGreater(len(np.unique(img.reshape(-1, 3), axis=0)), 10, name)
+            if name == "base_anchors":  # padded so that the 45 px anchors fit
+                self.assertGreater(img.shape[0], 64 * scale)
+                continue
+            self.assertEqual(img.shape, (64 * scale, 64 * scale, 3), name)
+            if name == "shifted_anchors":
+                continue
+            x0, y0, x1, y1 = boxes[0]
+            ymid, xmid = (y0 + y1) / 2 * scale, (x0 + x1) / 2 * scale
+            for x, y in ((x0 * scale + 1, ymid), (x1 * scale - 2, ymid), (xmid, y0 * scale + 1),
+                         (xmid, y1 * scale - 2)):
+                self.assertEqual(pixel(img, x, y), draw.GT, (name, x, y))
+        colors = {n: {tuple(c) for c in np.unique(p.reshape(-1, 3), axis=0)}
+                  for n, p in pictures.items()}
+        self.assertIn(draw.POSITIVE, colors["positive_anchors"])
+        self.assertNotIn(draw.PREDICTION, colors["positive_anchors"])  # no --weights
+        self.assertIn(draw.POSITIVE, colors["rpn_samples"])
+        self.assertIn(draw.NEGATIVE, colors["rpn_samples"])
+        self.assertIn(draw.POSITIVE, colors["roi_samples"])
+        self.assertIn(draw.NEGATIVE, colors["roi_samples"])
+        self.assertIn(draw.ANCHOR_COLORS[0], colors["base_anchors"])
+        self.assertIn(draw.ANCHOR_COLORS[1], colors["base_anchors"])
+        self.assertIn(draw.ANCHOR_COLORS[2], colors["shifted_anchors"])
+
+    def test_heatmap_peaks_at_the_gt(self):
+        from detectron2.modeling import build_model
+
+        from frcnn_plugin.inspection import load_dataset_input, trace_pipeline
+        from frcnn_plugin.inspection.anchor_viz import iou_heatmap
+
+        cfg = load_config(DEMO, *SMALL)
+        trace = trace_pipeline(build_model(cfg), load_dataset_input(cfg, "frcnn_test_train", 1))
+        heat = iou_heatmap(trace, gt_index=0)
+        self.assertEqual(heat.shape, (4, 4))
+        i, j = np.unravel_index(np.argmax(heat), heat.shape)
+        x0, y0, x1, y1 = trace.gt.gt_boxes.tensor[0].tolist()
+        # the best location's centre lies inside the GT box
+        self.assertTrue(x0 <= j * 16 + 8 <= x1 and y0 <= i * 16 + 8 <= y1)
+        self.assertTrue(0 < heat.max() <= 1)

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""How well a config's anchors fit a registered data set's boxes, and anchors that fit better.
+
+    python tools/analyze_anchors.py --config-file configs/vgg16_frcnn_shapes_demo.yaml \
+        --dataset frcnn_shapes_train [--out-dir DIR] [--json OUT] [--max-images N] [KEY VALUE ...]
+
+Boxes are resized as INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST resize their image; anchors come from
+the config's anchor generator on feature sizes computed from the backbone's strides (no
+forward). Prints the share of GT boxes whose best anchor has IoU >= 0.7, >= 0.5 and < 0.3,
+the positives per GT, GT sizes and ratios, and suggested MODEL.ANCHOR_GENERATOR keys as YAML
+with the share they reach. With --out-dir, also the plot DIR/anchor_fit.png; with --json, the
+numbers as JSON. The logic is frcnn_plugin.inspection.anchor_fit.
+"""
+import json
+import logging
+import os
+import sys
+
+from frcnn_plugin.inspection.anchor_fit import analyze_dataset, format_report, plot_fit
+from frcnn_plugin.inspection.cli import input_parser, setup_cfg
+
+
+def argument_parser():
+    parser = input_parser(__doc__.split("\n")[0], image_input=False, weights=False)
+    parser.add_argument("--dataset", required=True, metavar="NAME", help="a registered data set")
+    parser.add_argument("--out-dir", default="", help="write the plot anchor_fit.png here")
+    parser.add_argument("--json", metavar="OUT", help="write the numbers as JSON to OUT")
+    parser.add_argument("--max-images", type=int, default=0, help="only the first N images")
+    return parser
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    cfg = setup_cfg(args.config_file, args.opts)
+    result = analyze_dataset(cfg, args.dataset, max_images=args.max_images)
+    print(format_report(result))
+    if args.out_dir:
+        os.makedirs(args.out_dir, exist_ok=True)
+        print("Plot: " + plot_fit(result, os.path.join(args.out_dir, "anchor_fit.png")))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.as_dict(), f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Pictures of anchors and of the RPN's and ROI heads' training targets for one image (PNG).
+
+    python tools/visualize_anchors.py --config-file configs/vgg16_frcnn_shapes_demo.yaml \
+        --dataset frcnn_shapes_train --index 0 --out-dir output/anchors [--weights W]
+    python tools/visualize_anchors.py --config-file CFG --image img.png --gt-box 10,20,60,90
+
+Writes base_anchors.png, shifted_anchors.png, and with GT iou_heatmap.png,
+positive_anchors.png (with --weights also the positives' decoded predictions),
+rpn_samples.png and roi_samples.png. Colours: GT green (0, 255, 0), positives / foreground red
+(255, 0, 0), negatives / background blue (0, 0, 255), predictions magenta (255, 0, 255); see
+frcnn_plugin.inspection.anchor_viz for every picture.
+"""
+import logging
+import sys
+
+from frcnn_plugin.inspection.anchor_viz import draw_all
+from frcnn_plugin.inspection.cli import build_inspection_model, input_parser, load_input, setup_cfg
+from frcnn_plugin.inspection.draw import display_scale
+from frcnn_plugin.inspection.pipeline import trace_pipeline
+
+
+def argument_parser():
+    parser = input_parser(__doc__.split("\n")[0])
+    parser.add_argument("--out-dir", default="output/anchor_pictures")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="integer zoom (default: long side of at least 384 px)")
+    parser.add_argument("--gt-index", type=int, default=0, help="GT box of the IoU heat-map")
+    return parser
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    cfg = setup_cfg(args.config_file, args.opts)
+    weights = args.weights or cfg.MODEL.WEIGHTS
+    inp = load_input(cfg, args)
+    trace = trace_pipeline(build_inspection_model(cfg, weights), inp)
+    scale = args.scale or display_scale(trace.image_size)
+    written = draw_all(trace, args.out_dir, scale, gt_index=args.gt_index,
+                       predictions=bool(weights))
+    for name, path in written.items():
+        print("{:18} {}".format(name, path))
+    if trace.gt is None:
+        print("No ground truth: only the anchor pictures (use --dataset or --gt-box).")
+    return written
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
