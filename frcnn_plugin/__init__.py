@@ -15,7 +15,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "https://detectron2.readthedocs.io/en/latest/tutorials/install.html"
     ) from e
 
-from .config import add_frcnn_config  # noqa: E402
+from .config import add_frcnn_config  # noqa: E402,F401
 from . import data  # noqa: E402,F401  (registers the generated demo data sets)
 from .modeling import (  # noqa: E402,F401
     FRCNN_SAMPLER_REGISTRY,

@@ -4,6 +4,7 @@ Each key is added with a default and a comment. The defaults reproduce the paper
 the plugin's own; detectron2's own keys keep detectron2's defaults here, and the YAML files under
 ``configs/`` set the paper's values (see the README's configuration reference).
 """
+
 import difflib
 import re
 
@@ -28,9 +29,15 @@ def explain_merge_error(cfg, error, source):
     m = re.search(r"Non-existent (?:config )?key: (\S+)", msg)
     if m:
         close = difflib.get_close_matches(m.group(1), list(_all_keys(cfg)), n=3, cutoff=0.75)
-        text += ". Did you mean: {}?".format(", ".join(close)) if close else (
-            ". Is frcnn_plugin.add_frcnn_config applied, and is the key spelled as in the README's "
-            "configuration reference?")
+        text += (
+            ". Did you mean: {}?".format(", ".join(close))
+            if close
+            else (
+                ". Is frcnn_plugin.add_frcnn_config applied, and is the key spelled as in the "
+                "README's "
+                "configuration reference?"
+            )
+        )
     return text
 
 
@@ -108,7 +115,7 @@ def add_frcnn_config(cfg):
 
     # ---------------------------------------------------------------------------------------
     # Reliability (issue 7): bad data, non-finite losses, multi-process checks. See
-    # the README (Reliability); frcnn_plugin.config_checks.validate_frcnn_config checks these values.
+    # the README (Reliability); frcnn_plugin.config_checks.validate_frcnn_config checks them.
     # ---------------------------------------------------------------------------------------
     # Non-finite (NaN/inf) loss: "error" (stop, naming the loss and the iteration) or "skip"
     # (skip that optimizer step, count it in EventStorage as nonfinite_loss/skipped_steps).

@@ -18,6 +18,7 @@ torchvision                 detectron2 model (GeneralizedRCNN)
 The weights expect RGB input normalized by ImageNet's mean and std, which the plugin's configs
 set (``INPUT.FORMAT: RGB``, ``MODEL.PIXEL_MEAN``/``PIXEL_STD``).
 """
+
 import os
 import re
 from collections import OrderedDict
@@ -28,7 +29,9 @@ from .modeling.backbone.vgg import VGG_BLOCKS
 
 __all__ = ["convert_torchvision_vgg", "load_state_dict_file", "save_checkpoint"]
 
-_FEATURE_KEY = re.compile(r"^features\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
+_FEATURE_KEY = re.compile(
+    r"^features\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$"
+)
 _FC_NAMES = {"classifier.0": "roi_heads.box_head.fc6", "classifier.3": "roi_heads.box_head.fc7"}
 _CONV_COUNT_TO_DEPTH = {sum(v): k for k, v in VGG_BLOCKS.items()}
 
@@ -105,8 +108,10 @@ def convert_torchvision_vgg(state_dict, include_fc=True):
             for param in ("weight", "bias"):
                 key = "{}.{}".format(src, param)
                 if key not in state_dict:
-                    raise ValueError("Missing {} (VGG's fc6/fc7); pass include_fc=False to "
-                                     "convert the backbone only".format(key))
+                    raise ValueError(
+                        "Missing {} (VGG's fc6/fc7); pass include_fc=False to "
+                        "convert the backbone only".format(key)
+                    )
                 out["{}.{}".format(dst, param)] = state_dict[key]
     return out, {"depth": depth, "norm": "BN" if norms else ""}
 
@@ -121,8 +126,11 @@ def save_checkpoint(model_state, path, overwrite=False):
     tmp = "{}.tmp-{}".format(path, os.getpid())
     try:
         torch.save(
-            {"model": model_state, "__author__": "torchvision, converted by frcnn_plugin",
-             "matching_heuristics": False},
+            {
+                "model": model_state,
+                "__author__": "torchvision, converted by frcnn_plugin",
+                "matching_heuristics": False,
+            },
             tmp,
         )
         os.replace(tmp, path)

@@ -1,4 +1,5 @@
 """The package itself: import behaviour, config keys, README truthfulness."""
+
 import os
 import re
 import subprocess
@@ -14,8 +15,9 @@ from tests.conftest import REPO
 class TestPackage(unittest.TestCase):
     def test_import_without_detectron2_says_how_to_install(self):
         code = "import sys; sys.modules['detectron2'] = None; import frcnn_plugin"
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=REPO, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+        )
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("frcnn_plugin needs detectron2", proc.stderr)
         self.assertIn("tools/setup_env.sh", proc.stderr)
@@ -42,7 +44,9 @@ class TestPackage(unittest.TestCase):
     def test_every_plugin_key_has_a_comment(self):
         with open(os.path.join(REPO, "frcnn_plugin", "config.py")) as f:
             lines = f.read().splitlines()
-        assignments = [i for i, l in enumerate(lines) if re.match(r"\s+_C\.[A-Z_.]+ = (?!CN\(\))", l)]
+        assignments = [
+            i for i, l in enumerate(lines) if re.match(r"\s+_C\.[A-Z_.]+ = (?!CN\(\))", l)
+        ]
         self.assertGreater(len(assignments), 10)
         for i in assignments:
             j = i - 1

@@ -1,4 +1,5 @@
-"""End to end through tools/train_net.py: DefaultTrainer, detectron2's data loader, COCOEvaluator."""
+"""End to end through tools/train_net.py: DefaultTrainer, detectron2's loader, COCOEvaluator."""
+
 import importlib.util
 import json
 import math
@@ -25,13 +26,36 @@ def load_train_net():
 # Small and fast: 64x64 images, 3 iterations, small fc layers; scores kept down to 0 so that the
 # untrained detector still produces detections to evaluate.
 SMALL = [
-    "DATASETS.TRAIN", "('frcnn_test_train',)", "DATASETS.TEST", "('frcnn_test_val',)",
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-    "MODEL.ANCHOR_GENERATOR.SIZES", "[[16, 32]]", "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1",
-    "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "100",
+    "DATASETS.TRAIN",
+    "('frcnn_test_train',)",
+    "DATASETS.TEST",
+    "('frcnn_test_val',)",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "64",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "64",
+    "MODEL.ANCHOR_GENERATOR.SIZES",
+    "[[16, 32]]",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "16",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "SOLVER.STEPS",
+    "()",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "100",
 ]
 
 
@@ -69,8 +93,16 @@ class TestTrainNet(unittest.TestCase):
         self.assertTrue({"AP", "AP50", "AP75"} <= set(results["bbox"]))
 
         args = parser.parse_args(
-            ["--config-file", DEMO, "--eval-only", "OUTPUT_DIR", self.out + "_eval",
-             "MODEL.WEIGHTS", final] + SMALL
+            [
+                "--config-file",
+                DEMO,
+                "--eval-only",
+                "OUTPUT_DIR",
+                self.out + "_eval",
+                "MODEL.WEIGHTS",
+                final,
+            ]
+            + SMALL
         )
         again = train_net.main(args)
         self.assertTrue(same_metrics(results["bbox"], again["bbox"]), (results, again))
@@ -78,29 +110,52 @@ class TestTrainNet(unittest.TestCase):
 
 class TestTrainNetBadConfig(unittest.TestCase):
     def run_cli(self, *extra):
-        return subprocess.run([sys.executable, TRAIN_NET, "--config", DEMO, *extra],
-                              capture_output=True, text=True, cwd=REPO, timeout=300)
+        return subprocess.run(
+            [sys.executable, TRAIN_NET, "--config", DEMO, *extra],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
 
     def test_unknown_key(self):
         proc = self.run_cli("MODEL.VGG.DEPHT", "16")
         self.assertNotEqual(proc.returncode, 0)
-        self.assertIn("Invalid config from the command line: Non-existent key: MODEL.VGG.DEPHT. "
-                      "Did you mean: MODEL.VGG.DEPTH?", proc.stderr)
+        self.assertIn(
+            "Invalid config from the command line: Non-existent key: MODEL.VGG.DEPHT. "
+            "Did you mean: MODEL.VGG.DEPTH?",
+            proc.stderr,
+        )
 
     def test_bad_value_and_type(self):
         train_net = load_train_net()
         parser = train_net.argument_parser()
-        args = parser.parse_args(["--config", DEMO, "MODEL.VGG.DEPTH", "17", "OUTPUT_DIR",
-                                  os.path.join(REPO, "output", "never_written")])
-        with self.assertRaisesRegex(ValueError, r"MODEL.VGG.DEPTH=17 .*allowed: \[11, 13, 16, 19\]"):
+        args = parser.parse_args(
+            [
+                "--config",
+                DEMO,
+                "MODEL.VGG.DEPTH",
+                "17",
+                "OUTPUT_DIR",
+                os.path.join(REPO, "output", "never_written"),
+            ]
+        )
+        with self.assertRaisesRegex(
+            ValueError, r"MODEL.VGG.DEPTH=17 .*allowed: \[11, 13, 16, 19\]"
+        ):
             train_net.main(args)
         args = parser.parse_args(["--config", DEMO, "MODEL.VGG.DEPTH", "'sixteen'"])
         with self.assertRaisesRegex(ValueError, "(?i)type mismatch"):
             train_net.setup(args)
 
     def test_missing_config_file(self):
-        proc = subprocess.run([sys.executable, TRAIN_NET, "--config", "nope.yaml"],
-                              capture_output=True, text=True, cwd=REPO, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, TRAIN_NET, "--config", "nope.yaml"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("Config file not found: nope.yaml", proc.stderr)
 
@@ -111,12 +166,17 @@ class TestConfigErrors(unittest.TestCase):
 
         train_net = load_train_net()
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write('_BASE_: "{}"\nMODEL:\n  ROI_HEADS:\n    BATCH_SIZE_PER_IMGE: 128\n'.format(DEMO))
+            f.write(
+                '_BASE_: "{}"\nMODEL:\n  ROI_HEADS:\n    BATCH_SIZE_PER_IMGE: 128\n'.format(DEMO)
+            )
         try:
             args = train_net.argument_parser().parse_args(["--config", f.name])
-            with self.assertRaisesRegex(ValueError, "Invalid config from .*yaml: Non-existent "
-                                        "config key: MODEL.ROI_HEADS.BATCH_SIZE_PER_IMGE. Did you "
-                                        "mean: MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE"):
+            with self.assertRaisesRegex(
+                ValueError,
+                "Invalid config from .*yaml: Non-existent "
+                "config key: MODEL.ROI_HEADS.BATCH_SIZE_PER_IMGE. Did you "
+                "mean: MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+            ):
                 train_net.setup(args)
         finally:
             os.remove(f.name)

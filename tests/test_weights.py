@@ -45,25 +45,38 @@ class TestConvertVGG16(unittest.TestCase):
         out = os.path.join(self.tmp.name, "d2.pth")
         subprocess.run(
             [sys.executable, os.path.join(REPO, "tools", "convert_vgg_weights.py"), self.path, out],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         cfg = load_config("Base-VGG16-FRCNN.yaml", "MODEL.ROI_HEADS.NUM_CLASSES", "3")
         model = build_model(cfg).eval()
         ckpt = torch.load(out, map_location="cpu", weights_only=True)
         incompatible = model.load_state_dict(ckpt["model"], strict=False)
         self.assertEqual(incompatible.unexpected_keys, [])
-        missing = [k for k in incompatible.missing_keys
-                   if k.startswith(("backbone.", "roi_heads.box_head."))]
+        missing = [
+            k
+            for k in incompatible.missing_keys
+            if k.startswith(("backbone.", "roi_heads.box_head."))
+        ]
         self.assertEqual(missing, [])
         # Everything else that is missing is what ImageNet has no weights for.
-        self.assertTrue(all(k.startswith(("proposal_generator.", "roi_heads.box_predictor."))
-                            or k in ("pixel_mean", "pixel_std") for k in incompatible.missing_keys))
+        self.assertTrue(
+            all(
+                k.startswith(("proposal_generator.", "roi_heads.box_predictor."))
+                or k in ("pixel_mean", "pixel_std")
+                for k in incompatible.missing_keys
+            )
+        )
 
         # Through detectron2's own checkpointer: the same tensors end up in the model.
         model2 = build_model(cfg).eval()
         DetectionCheckpointer(model2).load(out)
-        self.assertTrue(torch.equal(model2.backbone.conv5_3.weight, self.tv_state["features.28.weight"]))
-        self.assertTrue(torch.equal(model2.roi_heads.box_head.fc6.weight, self.tv_state["classifier.0.weight"]))
+        self.assertTrue(
+            torch.equal(model2.backbone.conv5_3.weight, self.tv_state["features.28.weight"])
+        )
+        self.assertTrue(
+            torch.equal(model2.roi_heads.box_head.fc6.weight, self.tv_state["classifier.0.weight"])
+        )
 
         # The converted backbone computes torchvision's features without the 5th max-pool.
         x = torch.randn(1, 3, 64, 96)
@@ -74,8 +87,9 @@ class TestConvertVGG16(unittest.TestCase):
         # and fc6/fc7 compute torchvision's classifier (eval mode: dropout off)
         pooled = torch.randn(2, 512, 7, 7)
         with torch.no_grad():
-            torch.testing.assert_close(model2.roi_heads.box_head(pooled),
-                                       self.tv_model.classifier[:5](pooled.flatten(1)))
+            torch.testing.assert_close(
+                model2.roi_heads.box_head(pooled), self.tv_model.classifier[:5](pooled.flatten(1))
+            )
 
     def test_refuses_to_overwrite_and_writes_atomically(self):
         out = os.path.join(self.tmp.name, "exists.pth")
@@ -83,14 +97,17 @@ class TestConvertVGG16(unittest.TestCase):
             f.write("precious")
         proc = subprocess.run(
             [sys.executable, os.path.join(REPO, "tools", "convert_vgg_weights.py"), self.path, out],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("--overwrite", proc.stderr)
         with open(out) as f:
             self.assertEqual(f.read(), "precious")
-        self.assertEqual(sorted(os.listdir(self.tmp.name)), sorted(
-            [n for n in os.listdir(self.tmp.name) if ".tmp-" not in n]))
+        self.assertEqual(
+            sorted(os.listdir(self.tmp.name)),
+            sorted([n for n in os.listdir(self.tmp.name) if ".tmp-" not in n]),
+        )
 
     def test_bad_inputs(self):
         with self.assertRaisesRegex(FileNotFoundError, "nope.pth"):
@@ -114,18 +131,22 @@ class TestConvertVGG16BN(unittest.TestCase):
         self.assertEqual(info, {"depth": 16, "norm": "BN"})
         vgg = VGG(depth=16, norm="BN").eval()
         incompatible = vgg.load_state_dict(
-            {k[len("backbone."):]: v for k, v in converted.items()}, strict=True)
+            {k[len("backbone.") :]: v for k, v in converted.items()}, strict=True
+        )
         self.assertEqual(list(incompatible.missing_keys), [])
         x = torch.randn(1, 3, 48, 48)
         with torch.no_grad():
-            torch.testing.assert_close(vgg(x)["conv5"], tv_model.eval().features[:-1](x),
-                                       rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(
+                vgg(x)["conv5"], tv_model.eval().features[:-1](x), rtol=1e-4, atol=1e-5
+            )
 
     def test_save_checkpoint_roundtrip(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "sub", "c.pth")
             save_checkpoint({"a": torch.ones(2)}, path)
-            self.assertTrue(torch.equal(torch.load(path, weights_only=True)["model"]["a"], torch.ones(2)))
+            self.assertTrue(
+                torch.equal(torch.load(path, weights_only=True)["model"]["a"], torch.ones(2))
+            )
             with self.assertRaises(FileExistsError):
                 save_checkpoint({"a": torch.zeros(2)}, path)
             save_checkpoint({"a": torch.zeros(2)}, path, overwrite=True)

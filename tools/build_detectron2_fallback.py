@@ -15,6 +15,7 @@ Usage::
 
     python tools/build_detectron2_fallback.py SDIST.tar.gz --sha256 HEX --wheel-dir DIR
 """
+
 import argparse
 import hashlib
 import os
@@ -23,7 +24,7 @@ import sys
 import tarfile
 import tempfile
 
-PLACEHOLDER_C = '''"""Placeholder for detectron2's C++ extension (not built in this pure-Python install).
+PLACEHOLDER_C = '''"""Placeholder for detectron2's C++ extension (absent: pure-Python build).
 
 Installed by frcnn_plugin's fallback set-up. Any attribute access raises an error that names
 the missing op. Faster R-CNN does not need these ops.
@@ -60,7 +61,7 @@ def __getattr__(name):
     )
 '''
 
-SETUP_PY = '''from setuptools import find_packages, setup
+SETUP_PY = """from setuptools import find_packages, setup
 
 setup(
     name="detectron2",
@@ -72,7 +73,7 @@ setup(
     python_requires=">=3.6",
     install_requires=%r,
 )
-'''
+"""
 
 # detectron2 v0.6's own install_requires, less 'black==21.4b2' (only used to pretty-print lazy
 # configs on save) and the caffe2 extras.
@@ -133,8 +134,17 @@ def main():
             f.write(SETUP_PY % (REQUIRES,))
         os.makedirs(args.wheel_dir, exist_ok=True)
         subprocess.check_call(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-             "--wheel-dir", os.path.abspath(args.wheel_dir), src]
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--wheel-dir",
+                os.path.abspath(args.wheel_dir),
+                src,
+            ]
         )
 
 

@@ -22,6 +22,7 @@ by ``KEY VALUE`` config overrides. ``--num-gpus N`` is the number of processes p
 per GPU with CUDA (NCCL), else N CPU processes (GLOO); ``--num-processes`` is an alias.
 See the README (Reliability) for resuming, multi-process training and bad data.
 """
+
 import argparse
 import json
 import logging
@@ -48,7 +49,11 @@ def argument_parser():
         "--config", dest="config_file", metavar="FILE", help="alias of --config-file"
     )
     parser.add_argument(
-        "--num-processes", dest="num_gpus", type=int, default=argparse.SUPPRESS, metavar="N",
+        "--num-processes",
+        dest="num_gpus",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
         help="alias of --num-gpus: processes per machine; one per GPU with CUDA (NCCL), "
         "otherwise N CPU processes (GLOO backend)",
     )
@@ -72,7 +77,9 @@ def setup(args):
         except (KeyError, AssertionError, ValueError) as e:
             raise ValueError(frcnn_plugin.config.explain_merge_error(cfg, e, source)) from None
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but no GPU: using cpu", cfg.MODEL.DEVICE)
+        logging.getLogger(__name__).warning(
+            "MODEL.DEVICE=%s but no GPU: using cpu", cfg.MODEL.DEVICE
+        )
         cfg.MODEL.DEVICE = "cpu"
     validate_frcnn_config(cfg)
     cfg.freeze()

@@ -6,13 +6,14 @@ sampler, is observed to record the labels before and after sampling), ``rpn_head
 ``predict_proposals`` (once with NMS off to count the proposals before NMS, once as
 configured), the ROI heads' ``label_and_sample_proposals``, ``box_pooler``, ``box_head``,
 ``box_predictor`` and ``box_predictor.inference``. It records one :class:`Stage` per step, as
-the stage-by-stage walk-through of the paper does (see the README (See inside the detector)), and keeps the
+the stage-by-stage walk-through of the paper does (README: "See inside the detector"), and keeps the
 intermediate tensors in a :class:`PipelineTrace` for pictures.
 
 Components without one of these steps (RetinaNet, detectron2's Res5ROIHeads, ...) give ``n/a``
 for the stages they lack; the final detections then come from the model's own forward.
 Everything runs in eval mode, under ``torch.no_grad()`` and a fresh ``EventStorage``.
 """
+
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -65,8 +66,13 @@ class Stage:
     detail: str = ""
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"key": self.key, "stage": self.name, "value": self.value,
-                "text": format_value(self.value), "detail": self.detail}
+        return {
+            "key": self.key,
+            "stage": self.name,
+            "value": self.value,
+            "text": format_value(self.value),
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -188,8 +194,12 @@ def trace_pipeline(model, inp: InspectionInput, mode: str = "test") -> PipelineT
         raise ValueError("mode={!r}; allowed: 'test', 'train'".format(mode))
     was_training = model.training
     model.eval()
-    trace = PipelineTrace(source=inp.source, image_size=inp.image_size,
-                          original_size=inp.original_size, image_rgb=inp.image_rgb)
+    trace = PipelineTrace(
+        source=inp.source,
+        image_size=inp.image_size,
+        original_size=inp.original_size,
+        image_rgb=inp.image_rgb,
+    )
     try:
         with EventStorage(), torch.no_grad():
             _run(model, inp, mode, trace)
@@ -205,20 +215,28 @@ def _run(model, inp, mode, trace):
     images = model.preprocess_image([inp.inputs])
     h, w = images.image_sizes[0]
     trace.add(
-        "input", "input (after resize)", [int(images.tensor.shape[1]), int(h), int(w)],
+        "input",
+        "input (after resize)",
+        [int(images.tensor.shape[1]), int(h), int(w)],
         "original {}×{}; batch tensor {}".format(
-            inp.original_size[0], inp.original_size[1], format_value(_shape(images.tensor))),
+            inp.original_size[0], inp.original_size[1], format_value(_shape(images.tensor))
+        ),
     )
     features = model.backbone(images.tensor)
     trace.features = features
     out_shape = model.backbone.output_shape()
     for name, f in features.items():
-        trace.add("feature/" + name, "backbone " + name, _shape(f)[1:],
-                  "stride {}".format(out_shape[name].stride))
+        trace.add(
+            "feature/" + name,
+            "backbone " + name,
+            _shape(f)[1:],
+            "stride {}".format(out_shape[name].stride),
+        )
 
     pg = getattr(model, "proposal_generator", None)
     has_rpn = pg is not None and all(
-        hasattr(pg, a) for a in ("anchor_generator", "in_features", "rpn_head"))
+        hasattr(pg, a) for a in ("anchor_generator", "in_features", "rpn_head")
+    )
     if has_rpn:
         trace.anchor_features = list(pg.in_features)
         generator = pg.anchor_generator
@@ -256,7 +274,8 @@ def _anchor_stages(trace, generator, features, images, pg):
 
     all_anchors = Boxes.cat(anchors)
     trace.inside = FRCNNAnchorGenerator.inside_image(
-        all_anchors, images.image_sizes[0], max(thresh, 0))
+        all_anchors, images.image_sizes[0], max(thresh, 0)
+    )
     if thresh >= 0:
         detail = "BOUNDARY_THRESH {}: only these are labelled in training".format(thresh)
     else:
@@ -291,18 +310,22 @@ def _label_stages(trace, pg, gt):
     if before:
         trace.anchor_labels = before[0]
         trace.add(
-            "anchor_labels", name_l, _counts(before[0]),
+            "anchor_labels",
+            name_l,
+            _counts(before[0]),
             "IoU ≥ {} or a GT's best: positive; < {}: negative; {} GT".format(hi, lo, len(gt)),
         )
     else:
         trace.add("anchor_labels", name_l, None, "the RPN has no _subsample_labels to observe")
     sampler = getattr(pg, "sampler", None)
     detail = "{} per image, ≤ {:g} % positive".format(
-        pg.batch_size_per_image, 100 * pg.positive_fraction)
+        pg.batch_size_per_image, 100 * pg.positive_fraction
+    )
     if sampler is not None:
         detail += " ({})".format(type(sampler).__name__)
-    trace.add("anchors_sampled", name_s,
-              _counts(labels[0], (("positive", 1), ("negative", 0))), detail)
+    trace.add(
+        "anchors_sampled", name_s, _counts(labels[0], (("positive", 1), ("negative", 0))), detail
+    )
 
 
 def _flatten_rpn_outputs(pg, logits, deltas):
@@ -310,12 +333,15 @@ def _flatten_rpn_outputs(pg, logits, deltas):
     flattening where it has one (FRCNNRPN), else the layout of detectron2's RPN.forward."""
     num_anchors = pg.anchor_generator.num_anchors
     if hasattr(pg, "_flatten_objectness") and hasattr(pg, "_flatten_deltas"):
-        return ([pg._flatten_objectness(x, a) for x, a in zip(logits, num_anchors)],
-                [pg._flatten_deltas(x) for x in deltas])
+        return (
+            [pg._flatten_objectness(x, a) for x, a in zip(logits, num_anchors)],
+            [pg._flatten_deltas(x) for x in deltas],
+        )
     box_dim = pg.anchor_generator.box_dim
     logits = [x.permute(0, 2, 3, 1).flatten(1) for x in logits]
     deltas = [
-        x.view(x.shape[0], -1, box_dim, x.shape[-2], x.shape[-1]).permute(0, 3, 4, 1, 2)
+        x.view(x.shape[0], -1, box_dim, x.shape[-2], x.shape[-1])
+        .permute(0, 3, 4, 1, 2)
         .flatten(1, -2)
         for x in deltas
     ]
@@ -324,15 +350,19 @@ def _flatten_rpn_outputs(pg, logits, deltas):
 
 def _predict(pg, images, anchors, logits, deltas):
     if hasattr(pg, "min_box_sizes"):  # FRCNNRPN: per-image minimum size
-        return pg.predict_proposals(anchors, logits, deltas, images.image_sizes,
-                                    pg.min_box_sizes(images))
+        return pg.predict_proposals(
+            anchors, logits, deltas, images.image_sizes, pg.min_box_sizes(images)
+        )
     return pg.predict_proposals(anchors, logits, deltas, images.image_sizes)
 
 
 def _proposal_stages(trace, pg, images, features, mode):
-    keys = (("rpn_objectness", "RPN head objectness"), ("rpn_deltas", "RPN head deltas"),
-            ("proposals_pre_nms", "proposals before NMS"),
-            ("proposals_post_nms", "proposals after NMS"))
+    keys = (
+        ("rpn_objectness", "RPN head objectness"),
+        ("rpn_deltas", "RPN head deltas"),
+        ("proposals_pre_nms", "proposals before NMS"),
+        ("proposals_post_nms", "proposals after NMS"),
+    )
     if pg is None:
         for key, name in keys:
             trace.add(key, name, None, "no RPN")
@@ -341,12 +371,23 @@ def _proposal_stages(trace, pg, images, features, mode):
     logits, deltas = pg.rpn_head(feats)
     head = type(pg.rpn_head).__name__
     per_anchor = _shape(logits[0])[1] // pg.anchor_generator.num_anchors[0]
-    levels = "" if len(feats) == 1 else "; {} levels, shown: {}".format(
-        len(feats), pg.in_features[0])
-    trace.add(keys[0][0], keys[0][1], _shape(logits[0]), "{}: {} per anchor ({}){}".format(
-        head, per_anchor, "softmax" if per_anchor == 2 else "sigmoid", levels))
-    trace.add(keys[1][0], keys[1][1], _shape(deltas[0]), "{} per anchor{}".format(
-        pg.anchor_generator.box_dim, levels))
+    levels = (
+        "" if len(feats) == 1 else "; {} levels, shown: {}".format(len(feats), pg.in_features[0])
+    )
+    trace.add(
+        keys[0][0],
+        keys[0][1],
+        _shape(logits[0]),
+        "{}: {} per anchor ({}){}".format(
+            head, per_anchor, "softmax" if per_anchor == 2 else "sigmoid", levels
+        ),
+    )
+    trace.add(
+        keys[1][0],
+        keys[1][1],
+        _shape(deltas[0]),
+        "{} per anchor{}".format(pg.anchor_generator.box_dim, levels),
+    )
     flat_logits, flat_deltas = _flatten_rpn_outputs(pg, logits, deltas)
     decoded = pg._decode_proposals(trace.anchors, flat_deltas)
     trace.pred_anchor_boxes = torch.cat([d[0] for d in decoded], dim=0)
@@ -356,19 +397,27 @@ def _proposal_stages(trace, pg, images, features, mode):
     old_training = pg.training
     pg.train(training)
     try:
-        everything = {True: 10 ** 9, False: 10 ** 9}
+        everything = {True: 10**9, False: 10**9}
         with _replaced(pg, nms_thresh=1.0, post_nms_topk=everything):
             before = _predict(pg, images, trace.anchors, flat_logits, flat_deltas)[0]
         proposals = _predict(pg, images, trace.anchors, flat_logits, flat_deltas)
     finally:
         pg.train(old_training)
-    min_size = (pg.min_box_sizes(images)[0] if hasattr(pg, "min_box_sizes")
-                else pg.min_box_size)
-    trace.add(keys[2][0], keys[2][1], len(before),
-              "top {} per level by objectness, clipped, sides > {:g} px ({})".format(
-                  format_value(pre), min_size, mode))
-    trace.add(keys[3][0], keys[3][1], len(proposals[0]),
-              "NMS {:g}, top {}".format(pg.nms_thresh, format_value(post)))
+    min_size = pg.min_box_sizes(images)[0] if hasattr(pg, "min_box_sizes") else pg.min_box_size
+    trace.add(
+        keys[2][0],
+        keys[2][1],
+        len(before),
+        "top {} per level by objectness, clipped, sides > {:g} px ({})".format(
+            format_value(pre), min_size, mode
+        ),
+    )
+    trace.add(
+        keys[3][0],
+        keys[3][1],
+        len(proposals[0]),
+        "NMS {:g}, top {}".format(pg.nms_thresh, format_value(post)),
+    )
     trace.proposals = proposals[0]
     return proposals
 
@@ -388,17 +437,34 @@ def _roi_stages(trace, model, features, proposals, gt, inp):
         fg = int(((c >= 0) & (c < rh.num_classes)).sum())
         appended = " + {} GT".format(len(gt)) if rh.proposal_append_gt else ""
         sampler = " ({})".format(type(rh.sampler).__name__) if hasattr(rh, "sampler") else ""
-        trace.add("rois_sampled", name, {"foreground": fg, "background": int(len(c) - fg)},
-                  "of {} proposals{}; {} per image, ≤ {:g} % foreground{}".format(
-                      format_value(len(proposals[0])), appended, rh.batch_size_per_image,
-                      100 * rh.positive_fraction, sampler))
+        trace.add(
+            "rois_sampled",
+            name,
+            {"foreground": fg, "background": int(len(c) - fg)},
+            "of {} proposals{}; {} per image, ≤ {:g} % foreground{}".format(
+                format_value(len(proposals[0])),
+                appended,
+                rh.batch_size_per_image,
+                100 * rh.positive_fraction,
+                sampler,
+            ),
+        )
 
-    box_path = rh is not None and proposals is not None and all(
-        hasattr(rh, a) for a in ("box_pooler", "box_head", "box_predictor", "box_in_features"))
+    box_path = (
+        rh is not None
+        and proposals is not None
+        and all(
+            hasattr(rh, a) for a in ("box_pooler", "box_head", "box_predictor", "box_in_features")
+        )
+    )
     if not box_path:
-        for key, label in (("roi_pooled_sampled", "RoI pooling (sampled RoIs)"),
-                           ("roi_pooled", "RoI pooling (proposals)"), ("box_head", "box head"),
-                           ("cls_scores", "class scores"), ("box_deltas", "box deltas")):
+        for key, label in (
+            ("roi_pooled_sampled", "RoI pooling (sampled RoIs)"),
+            ("roi_pooled", "RoI pooling (proposals)"),
+            ("box_head", "box head"),
+            ("cls_scores", "class scores"),
+            ("box_deltas", "box deltas"),
+        ):
             trace.add(key, label, None, "no box_pooler / box_head / box_predictor")
         dets = model([inp.inputs])[0]["instances"]
         trace.detections = _to_input_pixels(dets, inp)
@@ -407,12 +473,16 @@ def _roi_stages(trace, model, features, proposals, gt, inp):
     feats = [features[f] for f in rh.box_in_features]
     pooler = rh.box_pooler
     pool_detail = "{} {}×{} of {}".format(
-        type(pooler.level_poolers[0]).__name__, *pooler.output_size,
-        ", ".join(rh.box_in_features))
+        type(pooler.level_poolers[0]).__name__, *pooler.output_size, ", ".join(rh.box_in_features)
+    )
     if trace.sampled_rois is not None:
         pooled = pooler(feats, [trace.sampled_rois.proposal_boxes])
-        trace.add("roi_pooled_sampled", "RoI pooling (sampled RoIs)", _shape(pooled),
-                  pool_detail + " (training path)")
+        trace.add(
+            "roi_pooled_sampled",
+            "RoI pooling (sampled RoIs)",
+            _shape(pooled),
+            pool_detail + " (training path)",
+        )
     else:
         trace.add("roi_pooled_sampled", "RoI pooling (sampled RoIs)", None, "no ground truth")
     pooled = pooler(feats, [p.proposal_boxes for p in proposals])
@@ -421,17 +491,37 @@ def _roi_stages(trace, model, features, proposals, gt, inp):
     trace.add("box_head", "box head", _shape(head), type(rh.box_head).__name__)
     predictions = rh.box_predictor(head)
     scores, deltas = predictions[0], predictions[1]
-    trace.add("cls_scores", "class scores", _shape(scores),
-              "K + 1 = {} (background last)".format(_shape(scores)[1]))
+    trace.add(
+        "cls_scores",
+        "class scores",
+        _shape(scores),
+        "K + 1 = {} (background last)".format(_shape(scores)[1]),
+    )
     num_reg = int(deltas.shape[1]) // 4
-    trace.add("box_deltas", "box deltas", _shape(deltas), "4 × {} ({})".format(
-        num_reg, "class-agnostic" if num_reg == 1 and rh.num_classes > 1 else
-        "one box per foreground class"))
+    trace.add(
+        "box_deltas",
+        "box deltas",
+        _shape(deltas),
+        "4 × {} ({})".format(
+            num_reg,
+            (
+                "class-agnostic"
+                if num_reg == 1 and rh.num_classes > 1
+                else "one box per foreground class"
+            ),
+        ),
+    )
     dets = rh.box_predictor.inference(predictions, proposals)[0][0]
     trace.detections = dets
     bp = rh.box_predictor
-    trace.add("detections", "detections", len(dets), "score ≥ {:g}, NMS {:g}, ≤ {}".format(
-        bp.test_score_thresh, bp.test_nms_thresh, bp.test_topk_per_image))
+    trace.add(
+        "detections",
+        "detections",
+        len(dets),
+        "score ≥ {:g}, NMS {:g}, ≤ {}".format(
+            bp.test_score_thresh, bp.test_nms_thresh, bp.test_topk_per_image
+        ),
+    )
 
 
 def _to_input_pixels(instances: Instances, inp: InspectionInput) -> Instances:
@@ -439,8 +529,9 @@ def _to_input_pixels(instances: Instances, inp: InspectionInput) -> Instances:
     h, w = inp.image_size
     oh, ow = inp.original_size
     out = Instances((h, w))
-    boxes = instances.pred_boxes.clone() if instances.has("pred_boxes") else Boxes(
-        torch.zeros(0, 4))
+    boxes = (
+        instances.pred_boxes.clone() if instances.has("pred_boxes") else Boxes(torch.zeros(0, 4))
+    )
     boxes.scale(w / ow, h / oh)
     out.pred_boxes = boxes
     for k in ("scores", "pred_classes"):

@@ -12,10 +12,10 @@ each block, before that block's max-pool); strides 1, 2, 4, 8, 16. The default o
 Parameter names follow the layer names of the paper (``conv1_1`` ... ``conv5_3``), so that
 ``tools/convert_vgg_weights.py`` can map torchvision's ImageNet weights onto them.
 """
+
 from typing import Dict, List, Sequence
 
 import torch.nn.functional as F
-from torch import nn
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
@@ -78,8 +78,8 @@ class VGG(Backbone):
                 get_norm(norm, 8)
             except KeyError:
                 raise ValueError(
-                    "MODEL.VGG.NORM={!r} is not a norm detectron2's get_norm knows; allowed: \"\" "
-                    "(none), \"BN\", \"FrozenBN\", \"SyncBN\", \"GN\" ...".format(norm)
+                    'MODEL.VGG.NORM={!r} is not a norm detectron2\'s get_norm knows; allowed: "" '
+                    '(none), "BN", "FrozenBN", "SyncBN", "GN" ...'.format(norm)
                 ) from None
         self.depth = depth
         self._out_features = out_features
@@ -135,7 +135,9 @@ class VGG(Backbone):
             dict[str -> Tensor]: the requested features; "conv5" is (N, 512, H/16, W/16).
         """
         if x.dim() != 4:
-            raise ValueError("VGG takes an (N, C, H, W) tensor, got shape {}".format(tuple(x.shape)))
+            raise ValueError(
+                "VGG takes an (N, C, H, W) tensor, got shape {}".format(tuple(x.shape))
+            )
         outputs = {}
         for b, names in enumerate(self.blocks):
             if b > 0:
