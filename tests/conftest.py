@@ -1,3 +1,4 @@
+import importlib.util
 import os
 
 import pytest
@@ -7,6 +8,25 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
+
+
+def load_tool(name):
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "frcnn_tool_" + name, os.path.join(REPO, "tools", name + ".py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster on busy shared cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def load_config(name, *opts):
@@ -29,8 +49,10 @@ def tiny_shapes(tmp_path_factory):
     from frcnn_plugin.data import register_shapes_dataset
 
     root = tmp_path_factory.mktemp("shapes")
-    register_shapes_dataset("frcnn_test_train", str(root / "train"), 8, image_size=64, seed=0,
-                            min_size=12, max_size=32)
-    register_shapes_dataset("frcnn_test_val", str(root / "val"), 4, image_size=64, seed=1,
-                            min_size=12, max_size=32)
+    register_shapes_dataset(
+        "frcnn_test_train", str(root / "train"), 8, image_size=64, seed=0, min_size=12, max_size=32
+    )
+    register_shapes_dataset(
+        "frcnn_test_val", str(root / "val"), 4, image_size=64, seed=1, min_size=12, max_size=32
+    )
     return root

@@ -1,6 +1,6 @@
 """Anchor fit analysis (tools/analyze_anchors.py, frcnn_plugin.inspection.anchor_fit) on data
 sets of known boxes, registered as plain dicts (no image files: only annotations and sizes)."""
-import importlib.util
+
 import io
 import json
 import os
@@ -9,7 +9,6 @@ from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -17,30 +16,40 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 
-from tests.conftest import REPO, load_config
+from tests.conftest import REPO, load_config, load_tool
 
 DEMO = "vgg16_frcnn_shapes_demo.yaml"
 # 64x64 images, stride 16 (4x4 grid, centres 8, 24, 40, 56), anchors 16 and 32 px x 3 ratios
-SMALL = ["INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "MODEL.VGG.DEPTH", "11",
-         "MODEL.ANCHOR_GENERATOR.SIZES", "[[16, 32]]"]
+SMALL = [
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "64",
+    "MODEL.VGG.DEPTH",
+    "11",
+    "MODEL.ANCHOR_GENERATOR.SIZES",
+    "[[16, 32]]",
+]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def register(name, boxes_per_image, size=(64, 64)):
     """A data set of plain dicts with XYXY boxes; re-registering replaces it."""
+
     def load():
         return [
-            {"file_name": "none_{}.png".format(i), "image_id": i, "height": size[0],
-             "width": size[1],
-             "annotations": [{"bbox": list(b), "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
-                             for b in boxes]}
+            {
+                "file_name": "none_{}.png".format(i),
+                "image_id": i,
+                "height": size[0],
+                "width": size[1],
+                "annotations": [
+                    {"bbox": list(b), "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
+                    for b in boxes
+                ],
+            }
             for i, boxes in enumerate(boxes_per_image)
         ]
 
@@ -50,18 +59,10 @@ def register(name, boxes_per_image, size=(64, 64)):
     return name
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "frcnn_tool_analyze_anchors", os.path.join(REPO, "tools", "analyze_anchors.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_tool(argv):
     buf = io.StringIO()
     with redirect_stdout(buf):
-        result = load_tool().main(argv)
+        result = load_tool("analyze_anchors").main(argv)
     return result, buf.getvalue()
 
 
@@ -75,9 +76,19 @@ class TestAnchorFit(unittest.TestCase):
         boxes = [[[16, 16, 32, 32], [0, 0, 16, 16]], [[8, 8, 40, 40]], [[24, 24, 56, 56]]]
         name = register("frcnn_test_fit_exact", boxes)
         out = str(self.tmp / "fit")
-        result, text = run_tool(["--config-file", os.path.join(REPO, "configs", DEMO),
-                                 "--dataset", name, "--out-dir", out, "--json",
-                                 os.path.join(out, "fit.json")] + SMALL)
+        result, text = run_tool(
+            [
+                "--config-file",
+                os.path.join(REPO, "configs", DEMO),
+                "--dataset",
+                name,
+                "--out-dir",
+                out,
+                "--json",
+                os.path.join(out, "fit.json"),
+            ]
+            + SMALL
+        )
         st = result.current_stats
         self.assertEqual(st.num_gt, 4)
         self.assertEqual(st.share_high, 1.0)
@@ -86,8 +97,9 @@ class TestAnchorFit(unittest.TestCase):
         np.testing.assert_allclose(st.best_iou, 1.0, rtol=1e-6)
         self.assertTrue(np.all(st.positives >= 1))
         self.assertEqual(result.suggested_stats.share_high, 1.0)
-        self.assertIn("| current | [[16, 32]] | [[0.5, 1.0, 2.0]] | 100.0 % | 100.0 % | 0.0 %",
-                      text)
+        self.assertIn(
+            "| current | [[16, 32]] | [[0.5, 1.0, 2.0]] | 100.0 % | 100.0 % | 0.0 %", text
+        )
         png = os.path.join(out, "anchor_fit.png")
         img = np.asarray(Image.open(png).convert("RGB"))
         self.assertGreater(img.shape[1], 300)
@@ -99,8 +111,9 @@ class TestAnchorFit(unittest.TestCase):
         # tall thin 8x40 boxes (h/w = 5) on the anchor centres: no anchor reaches IoU 0.7
         boxes = [[[cx - 4, cy - 20, cx + 4, cy + 20]] for cx in (8, 24, 40, 56) for cy in (24, 40)]
         name = register("frcnn_test_fit_far", boxes)
-        result, text = run_tool(["--config-file", os.path.join(REPO, "configs", DEMO),
-                                 "--dataset", name] + SMALL)
+        result, text = run_tool(
+            ["--config-file", os.path.join(REPO, "configs", DEMO), "--dataset", name] + SMALL
+        )
         self.assertEqual(result.current_stats.share_high, 0.0)
         self.assertEqual(result.current_stats.share_mid, 0.0)  # best IoU 0.46 (16 px, h/w 2)
         self.assertGreaterEqual(result.suggested_stats.share_high, 0.9)
@@ -110,7 +123,7 @@ class TestAnchorFit(unittest.TestCase):
         self.assertTrue(any(r >= 4 for r in result.suggested.ratios[0]))
 
         # the printed YAML pastes into the config and gives the promised share
-        block = text[text.index("MODEL:\n  ANCHOR_GENERATOR:"):]
+        block = text[text.index("MODEL:\n  ANCHOR_GENERATOR:") :]
         cfg = load_config(DEMO, *SMALL)
         cfg.merge_from_other_cfg(CfgNode(yaml.safe_load(block)))
         from frcnn_plugin.inspection import analyze_dataset
@@ -123,8 +136,12 @@ class TestAnchorFit(unittest.TestCase):
         the YAML resets SCALES so that SIZES applies."""
         boxes = [[[0, 0, 8, 8]], [[8, 8, 16, 16]]]  # 8 px -> 16 px boxes after resizing
         name = register("frcnn_test_fit_resize", boxes, size=(32, 32))
-        cfg = load_config("vgg16_frcnn_paper_anchors.yaml", *SMALL[:6],
-                          "MODEL.ANCHOR_GENERATOR.SCALES", "[[1, 2]]")
+        cfg = load_config(
+            "vgg16_frcnn_paper_anchors.yaml",
+            *SMALL[:6],
+            "MODEL.ANCHOR_GENERATOR.SCALES",
+            "[[1, 2]]"
+        )
         from frcnn_plugin.inspection import analyze_dataset
         from frcnn_plugin.inspection.anchor_fit import format_report
 

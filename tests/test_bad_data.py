@@ -3,6 +3,7 @@
 Each case gets a clear error naming the problem, or, for faults in single samples, a logged and
 counted skip (the catalogue is in the README (Reliability)).
 """
+
 import json
 import os
 import unittest
@@ -13,8 +14,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tests.conftest import load_config
-from tests.test_reliability import DEMO, TINY, load_train_net
+from tests.conftest import load_config, load_tool
+from tests.test_reliability import DEMO, TINY
 
 
 def write_coco(root, num_images=6, edit=None):
@@ -22,8 +23,9 @@ def write_coco(root, num_images=6, edit=None):
     loaded JSON before it is written back. Returns (json_file, image_root)."""
     from frcnn_plugin.data import generate_shapes_dataset
 
-    json_file = generate_shapes_dataset(str(root), num_images, image_size=64, seed=3,
-                                        min_size=12, max_size=32)
+    json_file = generate_shapes_dataset(
+        str(root), num_images, image_size=64, seed=3, min_size=12, max_size=32
+    )
     if edit is not None:
         with open(json_file) as f:
             data = json.load(f)
@@ -43,8 +45,9 @@ def register(json_file, image_root):
 
 
 def train_cfg(name, *opts):
-    return load_config("vgg16_frcnn_shapes_demo.yaml", *TINY,
-                       "DATASETS.TRAIN", "('{}',)".format(name), *opts)
+    return load_config(
+        "vgg16_frcnn_shapes_demo.yaml", *TINY, "DATASETS.TRAIN", "('{}',)".format(name), *opts
+    )
 
 
 class TestConfig(unittest.TestCase):
@@ -54,60 +57,85 @@ class TestConfig(unittest.TestCase):
         return validate_frcnn_config(load_config("vgg16_frcnn_shapes_demo.yaml", *opts))
 
     def test_shipped_configs_are_valid(self):
-        for name in ("vgg16_frcnn_shapes_demo.yaml", "vgg16_frcnn.yaml", "vgg16_frcnn_voc.yaml",
-                     "vgg16_frcnn_d2_heads.yaml"):
+        for name in (
+            "vgg16_frcnn_shapes_demo.yaml",
+            "vgg16_frcnn.yaml",
+            "vgg16_frcnn_voc.yaml",
+            "vgg16_frcnn_d2_heads.yaml",
+        ):
             from frcnn_plugin.config_checks import validate_frcnn_config
 
             validate_frcnn_config(load_config(name))
 
     def test_sampler_values(self):
-        with self.assertRaisesRegex(ValueError, r"MODEL.RPN.POSITIVE_FRACTION=1.5 is invalid; "
-                                                r"allowed: a number in \(0, 1\]"):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"MODEL.RPN.POSITIVE_FRACTION=1.5 is invalid; " r"allowed: a number in \(0, 1\]",
+        ):
             self.validate("MODEL.RPN.POSITIVE_FRACTION", "1.5")
-        with self.assertRaisesRegex(ValueError, r"MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE=0 is "
-                                                r"invalid; allowed: an integer > 0"):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE=0 is " r"invalid; allowed: an integer > 0",
+        ):
             self.validate("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "0")
 
     def test_iou_thresholds_out_of_order_and_labels(self):
-        with self.assertRaisesRegex(ValueError, r"MODEL.RPN.IOU_THRESHOLDS=\[0.7, 0.3\] is "
-                                                r"invalid; allowed: .*increasing order"):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"MODEL.RPN.IOU_THRESHOLDS=\[0.7, 0.3\] is " r"invalid; allowed: .*increasing order",
+        ):
             self.validate("MODEL.RPN.IOU_THRESHOLDS", "[0.7, 0.3]")
-        with self.assertRaisesRegex(ValueError, r"MODEL.ROI_HEADS.IOU_LABELS=\[0, 1, 1\] has 3 "
-                                                r"labels; allowed: one more label than"):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"MODEL.ROI_HEADS.IOU_LABELS=\[0, 1, 1\] has 3 "
+            r"labels; allowed: one more label than",
+        ):
             self.validate("MODEL.ROI_HEADS.IOU_LABELS", "[0, 1, 1]")
 
     def test_anchor_values_and_all_problems_listed(self):
         with self.assertRaises(ValueError) as ctx:
-            self.validate("MODEL.ANCHOR_GENERATOR.SIZES", "[[-32, 64]]",
-                          "MODEL.ANCHOR_GENERATOR.OFFSET", "1.0",
-                          "SOLVER.NONFINITE_LOSS", "'ignore'",
-                          "DATALOADER.INVALID_BOXES", "'keep'")
+            self.validate(
+                "MODEL.ANCHOR_GENERATOR.SIZES",
+                "[[-32, 64]]",
+                "MODEL.ANCHOR_GENERATOR.OFFSET",
+                "1.0",
+                "SOLVER.NONFINITE_LOSS",
+                "'ignore'",
+                "DATALOADER.INVALID_BOXES",
+                "'keep'",
+            )
         msg = str(ctx.exception)
         self.assertIn("Invalid config (4 problems)", msg)
         self.assertIn("MODEL.ANCHOR_GENERATOR.SIZES=[[-32, 64]] is invalid", msg)
-        self.assertIn("MODEL.ANCHOR_GENERATOR.OFFSET=1.0 is invalid; allowed: a number in [0, 1)",
-                      msg)
+        self.assertIn(
+            "MODEL.ANCHOR_GENERATOR.OFFSET=1.0 is invalid; allowed: a number in [0, 1)", msg
+        )
         self.assertIn("SOLVER.NONFINITE_LOSS='ignore' is invalid; allowed: 'error' or 'skip'", msg)
         self.assertIn("DATALOADER.INVALID_BOXES='keep' is invalid; allowed: 'drop' or 'error'", msg)
 
     def test_unknown_and_ill_typed_keys_through_setup(self):
-        train_net = load_train_net()
+        train_net = load_tool("train_net")
         parser = train_net.argument_parser()
-        with self.assertRaisesRegex(ValueError, "Non-existent key: SOLVER.NONFINITE_LOS. Did you "
-                                                "mean: SOLVER.NONFINITE_LOSS"):
+        with self.assertRaisesRegex(
+            ValueError,
+            "Non-existent key: SOLVER.NONFINITE_LOS. Did you " "mean: SOLVER.NONFINITE_LOSS",
+        ):
             train_net.setup(parser.parse_args(["--config", DEMO, "SOLVER.NONFINITE_LOS", "'skip'"]))
-        with self.assertRaisesRegex(ValueError,
-                                    "(?i)type mismatch.*SOLVER.NONFINITE_LOSS_MAX_SKIPS"):
-            train_net.setup(parser.parse_args(["--config", DEMO, "SOLVER.NONFINITE_LOSS_MAX_SKIPS",
-                                               "'many'"]))
+        with self.assertRaisesRegex(
+            ValueError, "(?i)type mismatch.*SOLVER.NONFINITE_LOSS_MAX_SKIPS"
+        ):
+            train_net.setup(
+                parser.parse_args(["--config", DEMO, "SOLVER.NONFINITE_LOSS_MAX_SKIPS", "'many'"])
+            )
 
     def test_output_dir_not_writable(self):
         import tempfile
 
-        train_net = load_train_net()
+        train_net = load_tool("train_net")
         with tempfile.NamedTemporaryFile() as blocker:  # a file where the folder should be
             args = train_net.argument_parser().parse_args(
-                ["--config", DEMO, "OUTPUT_DIR", os.path.join(blocker.name, "out")])
+                ["--config", DEMO, "OUTPUT_DIR", os.path.join(blocker.name, "out")]
+            )
             with self.assertRaisesRegex(OSError, r"OUTPUT_DIR='.*/out' cannot be written"):
                 train_net.setup(args)
 
@@ -124,8 +152,10 @@ class TestDatasetFiles(unittest.TestCase):
 
     def test_missing_json(self):
         name = register(str(self.tmp / "nope.json"), str(self.tmp))
-        with self.assertRaisesRegex(FileNotFoundError, "Data set '{}': annotation file not found: "
-                                    ".*nope.json".format(name)):
+        with self.assertRaisesRegex(
+            FileNotFoundError,
+            "Data set '{}': annotation file not found: " ".*nope.json".format(name),
+        ):
             self.load(name)
 
     def test_missing_image_folder(self):
@@ -139,14 +169,15 @@ class TestDatasetFiles(unittest.TestCase):
         bad.write_text('{"images": [')
         with self.assertRaisesRegex(ValueError, r"bad.json is not valid JSON \(Expecting value"):
             self.load(register(str(bad), str(self.tmp)))
-        bad.write_text('[1, 2, 3]')
+        bad.write_text("[1, 2, 3]")
         with self.assertRaisesRegex(ValueError, "cannot load .*bad.json .*COCO-format"):
             self.load(register(str(bad), str(self.tmp)))
 
     def test_no_images_and_unregistered(self):
         empty = self.tmp / "empty.json"
-        empty.write_text(json.dumps({"images": [], "annotations": [], "categories": [
-            {"id": 1, "name": "x"}]}))
+        empty.write_text(
+            json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}]})
+        )
         with self.assertRaisesRegex(ValueError, "is empty: no images in .*empty.json"):
             self.load(register(str(empty), str(self.tmp)))
         with self.assertRaisesRegex(KeyError, "not registered"):
@@ -156,11 +187,11 @@ class TestDatasetFiles(unittest.TestCase):
 def _bad_boxes(data):
     anns = data["annotations"]
     w = data["images"][0]["width"]
-    anns[0]["bbox"] = [10, 10, 0, 5]            # zero width
-    anns[1]["bbox"] = [10, 10, -4, 8]           # negative width
-    anns[2]["bbox"] = [float("nan"), 3, 4, 5]   # NaN
-    anns[3]["bbox"] = [w + 10, 5, 8, 8]         # wholly outside the image
-    anns[4]["bbox"] = [-4, 20, 10, 10]          # partly outside: kept (detectron2 clips it)
+    anns[0]["bbox"] = [10, 10, 0, 5]  # zero width
+    anns[1]["bbox"] = [10, 10, -4, 8]  # negative width
+    anns[2]["bbox"] = [float("nan"), 3, 4, 5]  # NaN
+    anns[3]["bbox"] = [w + 10, 5, 8, 8]  # wholly outside the image
+    anns[4]["bbox"] = [-4, 20, 10, 10]  # partly outside: kept (detectron2 clips it)
 
 
 class TestBoxesAndEmptyImages(unittest.TestCase):
@@ -175,21 +206,28 @@ class TestBoxesAndEmptyImages(unittest.TestCase):
         with open(os.path.join(str(self.tmp), "annotations.json")) as f:
             total = len(json.load(f)["annotations"])
         with self.assertLogs("frcnn_plugin.data.checks", "WARNING") as logs:
-            dicts = load_train_dataset_dicts(train_cfg(name, "DATALOADER.FILTER_EMPTY_ANNOTATIONS",
-                                                       "False"))
+            dicts = load_train_dataset_dicts(
+                train_cfg(name, "DATALOADER.FILTER_EMPTY_ANNOTATIONS", "False")
+            )
         self.assertEqual(sum(len(d["annotations"]) for d in dicts), total - 4)
         msg = "\n".join(logs.output)
         self.assertIn("dropped 4 invalid box(es) in", msg)
-        self.assertIn("1 NaN or infinite coordinates, 2 zero or negative width or height, 1 wholly "
-                      "outside the image", msg)
+        self.assertIn(
+            "1 NaN or infinite coordinates, 2 zero or negative width or height, 1 wholly "
+            "outside the image",
+            msg,
+        )
         self.assertIn("image id 1 (", msg)
 
     def test_invalid_box_error_mode_names_image(self):
         from frcnn_plugin.data.checks import load_train_dataset_dicts
 
         name = register(*write_coco(self.tmp, edit=_bad_boxes))
-        with self.assertRaisesRegex(ValueError, r"image id \d+ \(.*\.png, 64x64\): bbox \[10, 10, "
-                                                r"0, 5\] is zero or negative width or height"):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"image id \d+ \(.*\.png, 64x64\): bbox \[10, 10, "
+            r"0, 5\] is zero or negative width or height",
+        ):
             load_train_dataset_dicts(train_cfg(name, "DATALOADER.INVALID_BOXES", "'error'"))
 
     def test_images_without_annotations_and_crowd_only(self):
@@ -205,8 +243,11 @@ class TestBoxesAndEmptyImages(unittest.TestCase):
         with self.assertLogs("frcnn_plugin.data.checks", "INFO") as logs:
             dicts = load_train_dataset_dicts(train_cfg(name))
         self.assertEqual(sorted(d["image_id"] for d in dicts), [3, 4, 5, 6])
-        self.assertIn("removed 2 of 6 images with no usable annotations (1 without annotations, 1 "
-                      "with crowd annotations only); 4 left", "\n".join(logs.output))
+        self.assertIn(
+            "removed 2 of 6 images with no usable annotations (1 without annotations, 1 "
+            "with crowd annotations only); 4 left",
+            "\n".join(logs.output),
+        )
 
     def test_no_usable_image_left(self):
         from frcnn_plugin.data.checks import load_train_dataset_dicts
@@ -264,8 +305,10 @@ class TestBadImages(unittest.TestCase):
             self.assertEqual(tuple(o["image"].shape), (3, 64, 64))  # grayscale, RGBA converted
         msg = "\n".join(logs.output)
         for i, reason in ((2, "truncated"), (3, "No such file"), (6, "cannot identify image")):
-            self.assertRegex(msg, r"Skipping training image {} \(image id {}\): .*{}".format(
-                self.path(i), i, reason))
+            self.assertRegex(
+                msg,
+                r"Skipping training image {} \(image id {}\): .*{}".format(self.path(i), i, reason),
+            )
         self.assertEqual(pop_skipped(outs), 3)
         self.assertFalse(any(SKIPPED_KEY in o for o in outs))
 
@@ -288,11 +331,15 @@ class TestBadImages(unittest.TestCase):
 
         dicts = self.dicts()
         bad = [dicts[1], dicts[2], dicts[5]]
-        mapper = SkipBadSamples(DatasetMapper(train_cfg("frcnn_test_train"), True), bad,
-                                max_consecutive=4)
+        mapper = SkipBadSamples(
+            DatasetMapper(train_cfg("frcnn_test_train"), True), bad, max_consecutive=4
+        )
         with self.assertLogs("frcnn_plugin.data.mappers", "WARNING"):
-            with self.assertRaisesRegex(RuntimeError, r"4 training images in a row could not be "
-                                                      r"used \(DATALOADER.MAX_CONSECUTIVE_BAD"):
+            with self.assertRaisesRegex(
+                RuntimeError,
+                r"4 training images in a row could not be "
+                r"used \(DATALOADER.MAX_CONSECUTIVE_BAD",
+            ):
                 mapper(bad[0])
 
     def test_test_images_fail_clearly(self):
@@ -305,14 +352,18 @@ class TestBadImages(unittest.TestCase):
         _corrupt_images(image_root)
         name = register(json_file, image_root)
         cfg = train_cfg(name)
-        with self.assertRaisesRegex(FileNotFoundError, "Data set '{}': 1 of 6 image files not "
-                                    "found, e.g. .*000002.png".format(name)):
+        with self.assertRaisesRegex(
+            FileNotFoundError,
+            "Data set '{}': 1 of 6 image files not " "found, e.g. .*000002.png".format(name),
+        ):
             load_test_dataset_dicts(cfg, name)
         from frcnn_plugin.data.checks import load_dataset_dicts
 
         mapper = NameBadImages(DatasetMapper(cfg, False), name)
-        with self.assertRaisesRegex(RuntimeError, r"Cannot read test image .*000005.png \(image id "
-                                                  r"6\) of data set '{}'".format(name)):
+        with self.assertRaisesRegex(
+            RuntimeError,
+            r"Cannot read test image .*000005.png \(image id " r"6\) of data set '{}'".format(name),
+        ):
             mapper(load_dataset_dicts(name)[5])
 
 
@@ -358,7 +409,8 @@ class TestCheckpoints(unittest.TestCase):
         from frcnn_plugin.engine import AtomicCheckpointer
 
         AtomicCheckpointer(model or self.model(), self.dir, save_to_disk=True).save(
-            name[:-len(".pth")], iteration=5)
+            name[: -len(".pth")], iteration=5
+        )
         return os.path.join(self.dir, name)
 
     def checkpointer(self, model=None):
@@ -376,8 +428,10 @@ class TestCheckpoints(unittest.TestCase):
             data = f.read()
         with open(path, "wb") as f:
             f.write(data[: len(data) // 2])
-        with self.assertRaisesRegex(ValueError, "Cannot read checkpoint .*model.pth: it is "
-                                                "corrupt, truncated or not a PyTorch"):
+        with self.assertRaisesRegex(
+            ValueError,
+            "Cannot read checkpoint .*model.pth: it is " "corrupt, truncated or not a PyTorch",
+        ):
             self.checkpointer().load(path)
         with open(path, "wb") as f:
             f.write(b"\x00garbage" * 10)
@@ -387,16 +441,20 @@ class TestCheckpoints(unittest.TestCase):
     def test_wrong_architecture(self):
         other = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 3))  # same names, other shapes
         path = self.checkpoint(model=other)
-        with self.assertRaisesRegex(ValueError, "does not fit the model: none of its 4 tensors "
-                                                "matches a model parameter"):
+        with self.assertRaisesRegex(
+            ValueError, "does not fit the model: none of its 4 tensors " "matches a model parameter"
+        ):
             self.checkpointer().load(path)
 
     def test_resume_with_another_model_fails(self):
         self.checkpoint("model_0000005.pth")
         wider = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 5, 1))
-        with self.assertRaisesRegex(ValueError, r"Cannot resume from .*model_0000005.pth: the "
-                                                r"model differs .*2\.weight \(2, 4, 1, 1\) "
-                                                r"\(model: \(5, 4, 1, 1\)\)"):
+        with self.assertRaisesRegex(
+            ValueError,
+            r"Cannot resume from .*model_0000005.pth: the "
+            r"model differs .*2\.weight \(2, 4, 1, 1\) "
+            r"\(model: \(5, 4, 1, 1\)\)",
+        ):
             self.checkpointer(wider).resume_or_load("", resume=True)
         # fine-tuning (not resuming) from a partly fitting checkpoint is allowed, as detectron2
         self.checkpointer(wider).load(os.path.join(self.dir, "model_0000005.pth"))
@@ -404,6 +462,8 @@ class TestCheckpoints(unittest.TestCase):
     def test_tag_naming_a_missing_file(self):
         self.checkpoint("model_0000005.pth")
         os.remove(os.path.join(self.dir, "model_0000005.pth"))
-        with self.assertRaisesRegex(FileNotFoundError, "Cannot resume: .*last_checkpoint names "
-                                                       ".*model_0000005.pth, which does not exist"):
+        with self.assertRaisesRegex(
+            FileNotFoundError,
+            "Cannot resume: .*last_checkpoint names " ".*model_0000005.pth, which does not exist",
+        ):
             self.checkpointer().resume_or_load("", resume=True)

@@ -1,6 +1,6 @@
 """Stage-by-stage inspection and anchor pictures (tools/inspect_pipeline.py,
 tools/visualize_anchors.py, frcnn_plugin.inspection), on 64 px generated images."""
-import importlib.util
+
 import json
 import os
 import unittest
@@ -10,33 +10,29 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO, load_config
+from tests.conftest import REPO, load_config, load_tool
 
 DEMO = "vgg16_frcnn_shapes_demo.yaml"
 # a small, fast variant of the demo model for 64x64 images: 4x4 feature map, 2 sizes x 3 ratios
 SMALL = [
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-    "MODEL.VGG.DEPTH", "11", "MODEL.ANCHOR_GENERATOR.SIZES", "[[16, 32]]",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
-    "MODEL.DEVICE", "cpu",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "64",
+    "MODEL.VGG.DEPTH",
+    "11",
+    "MODEL.ANCHOR_GENERATOR.SIZES",
+    "[[16, 32]]",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "16",
+    "MODEL.DEVICE",
+    "cpu",
 ]
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        "frcnn_tool_" + name, os.path.join(REPO, "tools", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster on busy shared cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gt_boxes(dataset, index):
@@ -44,8 +40,9 @@ def gt_boxes(dataset, index):
     from detectron2.structures import BoxMode
 
     record = DatasetCatalog.get(dataset)[index]
-    return [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
-            for a in record["annotations"]]
+    return [
+        BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in record["annotations"]
+    ]
 
 
 @pytest.mark.usefixtures("tiny_shapes")
@@ -57,8 +54,19 @@ class TestInspectPipeline(unittest.TestCase):
     def test_dataset_image_table_and_json(self):
         tool = load_tool("inspect_pipeline")
         out = str(self.tmp / "stages.json")
-        trace = tool.main(["--config-file", os.path.join(REPO, "configs", DEMO), "--dataset",
-                           "frcnn_test_train", "--index", "1", "--json", out] + SMALL)
+        trace = tool.main(
+            [
+                "--config-file",
+                os.path.join(REPO, "configs", DEMO),
+                "--dataset",
+                "frcnn_test_train",
+                "--index",
+                "1",
+                "--json",
+                out,
+            ]
+            + SMALL
+        )
         with open(out) as f:
             data = json.load(f)
         s = data["summary"]
@@ -82,8 +90,9 @@ class TestInspectPipeline(unittest.TestCase):
         rois = s["rois_sampled"]
         self.assertLessEqual(rois["foreground"], 4)  # 16 RoIs, <= 25 % foreground
         self.assertGreaterEqual(rois["foreground"], 1)  # the GT boxes are appended
-        self.assertEqual(rois["foreground"] + rois["background"],
-                         min(16, s["proposals_post_nms"] + num_gt))
+        self.assertEqual(
+            rois["foreground"] + rois["background"], min(16, s["proposals_post_nms"] + num_gt)
+        )
         self.assertEqual(s["roi_pooled_sampled"], [sum(rois.values()), 512, 7, 7])
         n = s["proposals_post_nms"]
         self.assertEqual(s["roi_pooled"], [n, 512, 7, 7])
@@ -102,8 +111,9 @@ class TestInspectPipeline(unittest.TestCase):
         tool = load_tool("inspect_pipeline")
         buf = StringIO()
         with redirect_stdout(buf):
-            trace = tool.main(["--config-file", os.path.join(REPO, "configs", DEMO),
-                               "--image", path] + SMALL)
+            trace = tool.main(
+                ["--config-file", os.path.join(REPO, "configs", DEMO), "--image", path] + SMALL
+            )
         s = trace.as_dict()["summary"]
         self.assertEqual(s["input"], [3, 48, 64])  # ResizeShortestEdge(64, 64) of 60x80
         self.assertEqual(s["feature/conv5"], [512, 3, 4])
@@ -123,9 +133,17 @@ class TestInspectPipeline(unittest.TestCase):
 
         from frcnn_plugin.inspection import load_image_input, trace_pipeline
 
-        cfg = load_config("Base-VGG16-FRCNN.yaml", "INPUT.MIN_SIZE_TEST", "800",
-                          "INPUT.MAX_SIZE_TEST", "1333", "MODEL.ROI_HEADS.NUM_CLASSES", "1",
-                          "MODEL.ROI_BOX_HEAD.FC_DIM", "16")
+        cfg = load_config(
+            "Base-VGG16-FRCNN.yaml",
+            "INPUT.MIN_SIZE_TEST",
+            "800",
+            "INPUT.MAX_SIZE_TEST",
+            "1333",
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            "1",
+            "MODEL.ROI_BOX_HEAD.FC_DIM",
+            "16",
+        )
         model = build_model(cfg)
         model.backbone.forward = lambda x: {"conv5": torch.zeros(1, 512, 50, 50)}
         path = str(self.tmp / "800.png")
@@ -159,10 +177,27 @@ class TestVisualizeAnchors(unittest.TestCase):
         from frcnn_plugin.inspection import draw
 
         tool = load_tool("visualize_anchors")
-        written = tool.main(["--config-file", os.path.join(REPO, "configs", DEMO), "--dataset",
-                             "frcnn_test_train", "--index", "1", "--out-dir", self.out] + SMALL)
-        names = {"base_anchors", "shifted_anchors", "iou_heatmap", "positive_anchors",
-                 "rpn_samples", "roi_samples"}
+        written = tool.main(
+            [
+                "--config-file",
+                os.path.join(REPO, "configs", DEMO),
+                "--dataset",
+                "frcnn_test_train",
+                "--index",
+                "1",
+                "--out-dir",
+                self.out,
+            ]
+            + SMALL
+        )
+        names = {
+            "base_anchors",
+            "shifted_anchors",
+            "iou_heatmap",
+            "positive_anchors",
+            "rpn_samples",
+            "roi_samples",
+        }
         self.assertEqual(set(written), names)
         scale = 6  # 64 px zoomed to >= 384 px
         boxes = gt_boxes("frcnn_test_train", 1)  # 64 px images: not resized
@@ -179,11 +214,16 @@ class TestVisualizeAnchors(unittest.TestCase):
                 continue
             x0, y0, x1, y1 = boxes[0]
             ymid, xmid = (y0 + y1) / 2 * scale, (x0 + x1) / 2 * scale
-            for x, y in ((x0 * scale + 1, ymid), (x1 * scale - 2, ymid), (xmid, y0 * scale + 1),
-                         (xmid, y1 * scale - 2)):
+            for x, y in (
+                (x0 * scale + 1, ymid),
+                (x1 * scale - 2, ymid),
+                (xmid, y0 * scale + 1),
+                (xmid, y1 * scale - 2),
+            ):
                 self.assertEqual(pixel(img, x, y), draw.GT, (name, x, y))
-        colors = {n: {tuple(c) for c in np.unique(p.reshape(-1, 3), axis=0)}
-                  for n, p in pictures.items()}
+        colors = {
+            n: {tuple(c) for c in np.unique(p.reshape(-1, 3), axis=0)} for n, p in pictures.items()
+        }
         self.assertIn(draw.POSITIVE, colors["positive_anchors"])
         self.assertNotIn(draw.PREDICTION, colors["positive_anchors"])  # no --weights
         self.assertIn(draw.POSITIVE, colors["rpn_samples"])

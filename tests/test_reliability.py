@@ -5,7 +5,7 @@ $DETECTRON2_DATASETS with the built-in names (frcnn_shapes_train/val); the other
 process on the conftest's tiny_shapes data sets. All use VGG11, 64x64 images, fc 32, 3-4
 iterations.
 """
-import importlib.util
+
 import os
 import signal
 import subprocess
@@ -18,37 +18,61 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import CONFIGS, REPO
+from tests.conftest import CONFIGS, REPO, load_tool
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 DEMO = os.path.join(CONFIGS, "vgg16_frcnn_shapes_demo.yaml")
 
 # The smallest model and schedule that still runs the real pipeline.
 TINY = [
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-    "MODEL.VGG.DEPTH", "11", "MODEL.ANCHOR_GENERATOR.SIZES", "[[16, 32]]",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32", "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50", "MODEL.RPN.PRE_NMS_TOPK_TEST", "200",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1",
-    "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "100", "SEED", "7",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "64",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "64",
+    "MODEL.VGG.DEPTH",
+    "11",
+    "MODEL.ANCHOR_GENERATOR.SIZES",
+    "[[16, 32]]",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "32",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "16",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
+    "32",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "SOLVER.STEPS",
+    "()",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "100",
+    "SEED",
+    "7",
 ]
 # In process: the conftest's tiny_shapes data sets.
 TINY_TEST_DATA = ["DATASETS.TRAIN", "('frcnn_test_train',)", "DATASETS.TEST", "()"]
 
 
-def load_train_net():
-    spec = importlib.util.spec_from_file_location("frcnn_train_net_rel", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def tiny_cfg(out, *extra):
     """A frozen config through train_net's setup (validation, output check, default_setup)."""
-    train_net = load_train_net()
+    train_net = load_tool("train_net")
     args = train_net.argument_parser().parse_args(
         ["--config", DEMO, *TINY, *TINY_TEST_DATA, "OUTPUT_DIR", str(out), *extra]
     )
@@ -62,10 +86,12 @@ def write_builtin_shapes(root):
     from frcnn_plugin.data import generate_shapes_dataset
 
     base = os.path.join(str(root), "frcnn_shapes")
-    generate_shapes_dataset(os.path.join(base, "train"), 8, image_size=64, seed=0, min_size=12,
-                            max_size=32)
-    generate_shapes_dataset(os.path.join(base, "val"), 4, image_size=64, seed=1, min_size=12,
-                            max_size=32)
+    generate_shapes_dataset(
+        os.path.join(base, "train"), 8, image_size=64, seed=0, min_size=12, max_size=32
+    )
+    generate_shapes_dataset(
+        os.path.join(base, "val"), 4, image_size=64, seed=1, min_size=12, max_size=32
+    )
     return str(root)
 
 
@@ -124,8 +150,9 @@ class TestNonFiniteLoss(unittest.TestCase):
         self.assertEqual(trainer.iter, 3)  # trained to the end
 
     def test_skip_stops_after_consecutive_skips(self):
-        trainer = self.trainer("SOLVER.NONFINITE_LOSS", "skip",
-                               "SOLVER.NONFINITE_LOSS_MAX_SKIPS", "2")
+        trainer = self.trainer(
+            "SOLVER.NONFINITE_LOSS", "skip", "SOLVER.NONFINITE_LOSS_MAX_SKIPS", "2"
+        )
         poison(trainer.model, None)
         with self.assertRaisesRegex(FloatingPointError, r"2 consecutive iterations"):
             trainer.train()
@@ -177,8 +204,13 @@ class TestAtomicCheckpointer(unittest.TestCase):
             torch.save = dying_save
             c.save("model_0000003", iteration=3)
         """)
-        proc = subprocess.run([sys.executable, "-c", script, self.dir], cwd=REPO, timeout=120,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", script, self.dir],
+            cwd=REPO,
+            timeout=120,
+            capture_output=True,
+            text=True,
+        )
         self.assertEqual(proc.returncode, -signal.SIGKILL, proc.stderr)
         files = sorted(os.listdir(self.dir))
         self.assertIn("model_0000001.pth", files)
@@ -203,14 +235,19 @@ class TestAtomicCheckpointer(unittest.TestCase):
         c = AtomicCheckpointer(nn.Linear(4, 2), self.dir, save_to_disk=True)
         c.save("model_a")
         c.save("model_b")
-        self.assertEqual(sorted(os.listdir(self.dir)),
-                         ["last_checkpoint", "model_a.pth", "model_b.pth"])
+        self.assertEqual(
+            sorted(os.listdir(self.dir)), ["last_checkpoint", "model_a.pth", "model_b.pth"]
+        )
         self.assertEqual(c.get_checkpoint_file(), os.path.join(self.dir, "model_b.pth"))
 
 
 KILL_RESUME = [
-    "DATASETS.TRAIN", "('frcnn_shapes_train',)", "DATASETS.TEST", "()",
-    "SOLVER.CHECKPOINT_PERIOD", "2",
+    "DATASETS.TRAIN",
+    "('frcnn_shapes_train',)",
+    "DATASETS.TEST",
+    "()",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "2",
 ]
 
 
@@ -223,12 +260,27 @@ class TestKillAndResume(unittest.TestCase):
         self.out = str(tmp_path / "out")
 
     def cmd(self, *extra, flags=()):
-        return [sys.executable, TRAIN_NET, "--config", DEMO, *flags, *TINY, *KILL_RESUME,
-                "OUTPUT_DIR", self.out, *extra]
+        return [
+            sys.executable,
+            TRAIN_NET,
+            "--config",
+            DEMO,
+            *flags,
+            *TINY,
+            *KILL_RESUME,
+            "OUTPUT_DIR",
+            self.out,
+            *extra,
+        ]
 
     def test_sigkill_then_resume(self):
-        proc = subprocess.Popen(self.cmd("SOLVER.MAX_ITER", "1000"), cwd=REPO, env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            self.cmd("SOLVER.MAX_ITER", "1000"),
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         first = os.path.join(self.out, "model_0000001.pth")
         try:
             deadline = time.time() + 240
@@ -240,26 +292,39 @@ class TestKillAndResume(unittest.TestCase):
             proc.wait(60)
         with open(os.path.join(self.out, "last_checkpoint")) as f:
             tagged = f.read()
-        done = int(tagged[len("model_"):-len(".pth")])
+        done = int(tagged[len("model_") : -len(".pth")])
         state = torch.load(os.path.join(self.out, tagged), map_location="cpu", weights_only=True)
         self.assertEqual(state["iteration"], done)  # complete, readable
         self.assertGreater(len(state["trainer"]["_trainer"]["optimizer"]["state"]), 0)
 
         max_iter = done + 3
-        resumed = subprocess.run(self.cmd("SOLVER.MAX_ITER", str(max_iter), flags=["--resume"]),
-                                 cwd=REPO, env=self.env, capture_output=True, text=True,
-                                 timeout=300)
+        resumed = subprocess.run(
+            self.cmd("SOLVER.MAX_ITER", str(max_iter), flags=["--resume"]),
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         log = resumed.stdout + resumed.stderr
         self.assertEqual(resumed.returncode, 0, log[-3000:])
-        self.assertIn("Resumed from {}: iteration {} done, continuing at {}".format(
-            os.path.join(self.out, tagged), done, done + 1), log)
-        self.assertRegex(log, r"optimizer state for [1-9]\d* parameter tensors; LR scheduler at "
-                              r"step {}".format(done + 1))
+        self.assertIn(
+            "Resumed from {}: iteration {} done, continuing at {}".format(
+                os.path.join(self.out, tagged), done, done + 1
+            ),
+            log,
+        )
+        self.assertRegex(
+            log,
+            r"optimizer state for [1-9]\d* parameter tensors; LR scheduler at "
+            r"step {}".format(done + 1),
+        )
         self.assertIn("Starting training from iteration {}".format(done + 1), log)
         with open(os.path.join(self.out, "last_checkpoint")) as f:
             self.assertEqual(f.read(), "model_final.pth")
-        final = torch.load(os.path.join(self.out, "model_final.pth"), map_location="cpu",
-                           weights_only=True)
+        final = torch.load(
+            os.path.join(self.out, "model_final.pth"), map_location="cpu", weights_only=True
+        )
         self.assertEqual(final["iteration"], max_iter - 1)
         # the scheduler went on counting from the checkpoint instead of restarting at 0
         self.assertEqual(final["trainer"]["hooks"]["LRScheduler"]["last_epoch"], max_iter)

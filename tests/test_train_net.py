@@ -1,6 +1,5 @@
 """End to end through tools/train_net.py: DefaultTrainer, detectron2's loader, COCOEvaluator."""
 
-import importlib.util
 import json
 import math
 import os
@@ -10,17 +9,10 @@ import unittest
 
 import pytest
 
-from tests.conftest import CONFIGS, REPO
+from tests.conftest import CONFIGS, REPO, load_tool
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 DEMO = os.path.join(CONFIGS, "vgg16_frcnn_shapes_demo.yaml")
-
-
-def load_train_net():
-    spec = importlib.util.spec_from_file_location("frcnn_train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # Small and fast: 64x64 images, 3 iterations, small fc layers; scores kept down to 0 so that the
@@ -72,7 +64,7 @@ class TestTrainNet(unittest.TestCase):
         self.out = str(tmp_path / "out")
 
     def test_train_evaluate_then_eval_only_reproduces(self):
-        train_net = load_train_net()
+        train_net = load_tool("train_net")
         parser = train_net.argument_parser()
         args = parser.parse_args(["--config", DEMO, "OUTPUT_DIR", self.out] + SMALL)
         results = train_net.main(args)
@@ -128,7 +120,7 @@ class TestTrainNetBadConfig(unittest.TestCase):
         )
 
     def test_bad_value_and_type(self):
-        train_net = load_train_net()
+        train_net = load_tool("train_net")
         parser = train_net.argument_parser()
         args = parser.parse_args(
             [
@@ -164,7 +156,7 @@ class TestConfigErrors(unittest.TestCase):
     def test_unknown_key_in_file_names_file_and_suggests(self):
         import tempfile
 
-        train_net = load_train_net()
+        train_net = load_tool("train_net")
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             f.write(
                 '_BASE_: "{}"\nMODEL:\n  ROI_HEADS:\n    BATCH_SIZE_PER_IMGE: 128\n'.format(DEMO)
