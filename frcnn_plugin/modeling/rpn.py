@@ -87,6 +87,9 @@ class FRCNNRPN(RPN):
     NMS and top-k, mean per image).
     """
 
+    # NMS on the best NMS_PREFIX_FACTOR x post_nms_topk boxes first (see _top_proposals).
+    NMS_PREFIX_FACTOR = 4
+
     @configurable
     def __init__(
         self,
@@ -225,19 +228,19 @@ class FRCNNRPN(RPN):
 
     # ----------------------------------------------------------------------------- losses
     def _loss_scales(
-        self, anchors: List[Boxes], num_images: int, valid_mask, pos_mask
+        self, anchors: List[Boxes], num_images: int, num_sampled: int, num_pos: int
     ) -> Tuple[float, float]:
-        """(class-term, box-term) multipliers of the selected loss normalization."""
+        """(class-term, box-term) multipliers of the selected loss normalization, from the
+        numbers of sampled (positive + negative) and positive anchors of the batch."""
         if self.loss_normalization == "detectron2":
             scale = 1.0 / (self.batch_size_per_image * num_images)
             return scale, scale
-        num_sampled = max(int(valid_mask.sum().item()), 1)
+        num_sampled = max(num_sampled, 1)
         if self.loss_normalization == "paper":
             num_anchors = self.anchor_generator.num_anchors
             locations = sum(len(a) // k for a, k in zip(anchors, num_anchors)) * num_images
             return 1.0 / num_sampled, self.loss_lambda / locations
-        num_pos = max(int(pos_mask.sum().item()), 1)
-        return 1.0 / num_sampled, self.loss_lambda / num_pos
+        return 1.0 / num_sampled, self.loss_lambda / max(num_pos, 1)
 
     @staticmethod
     def _objectness_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -261,9 +264,11 @@ class FRCNNRPN(RPN):
         num_images = len(gt_labels)
         gt_labels = torch.stack(gt_labels)
         pos_mask, valid_mask = gt_labels == 1, gt_labels >= 0
+        # both counts in one device-to-host copy (one sync on GPU)
+        num_pos, num_neg = torch.stack([pos_mask.sum(), (gt_labels == 0).sum()]).tolist()
         storage = get_event_storage()
-        storage.put_scalar("rpn/num_pos_anchors", pos_mask.sum().item() / num_images)
-        storage.put_scalar("rpn/num_neg_anchors", (gt_labels == 0).sum().item() / num_images)
+        storage.put_scalar("rpn/num_pos_anchors", num_pos / num_images)
+        storage.put_scalar("rpn/num_neg_anchors", num_neg / num_images)
 
         loss_loc = _dense_box_regression_loss(
             anchors,
@@ -276,7 +281,7 @@ class FRCNNRPN(RPN):
         )
         logits = cat(pred_objectness_logits, dim=1)[valid_mask]
         loss_cls = self._objectness_loss(logits, gt_labels[valid_mask])
-        cls_scale, loc_scale = self._loss_scales(anchors, num_images, valid_mask, pos_mask)
+        cls_scale, loc_scale = self._loss_scales(anchors, num_images, num_pos + num_neg, num_pos)
         losses = {"loss_rpn_cls": loss_cls * cls_scale, "loss_rpn_loc": loss_loc * loc_scale}
         return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 
@@ -351,6 +356,37 @@ class FRCNNRPN(RPN):
         logit of the softmax foreground probability (same ranking)."""
         return logits[..., 1] - logits[..., 0] if logits.dim() == 3 else logits
 
+    def _top_proposals(
+        self,
+        proposals: List[torch.Tensor],
+        scores: List[torch.Tensor],
+        image_size: Tuple[int, int],
+        min_size: float,
+    ) -> List[Instances]:
+        """detectron2's :func:`find_top_rpn_proposals` for one image, with the same result.
+
+        With one feature map, NMS first runs on the ``NMS_PREFIX_FACTOR * post_nms_topk``
+        best-scored boxes only (when that is at most half of ``pre_nms_topk``, as at test time:
+        1 200 of 6 000 for 300). Greedy NMS decides on a box from higher-scored boxes alone,
+        so when that prefix already yields ``post_nms_topk`` boxes they are exactly the first
+        ``post_nms_topk`` of the full run; otherwise the full run follows (at most
+        (1/2)^2 of the NMS work extra). NMS dominates the RPN's time outside its layers.
+        """
+        pre, post = self.pre_nms_topk[self.training], self.post_nms_topk[self.training]
+
+        def run(pre_nms_topk):
+            return find_top_rpn_proposals(
+                proposals, scores, [image_size], self.nms_thresh, pre_nms_topk, post, min_size,
+                self.training,
+            )
+
+        prefix = self.NMS_PREFIX_FACTOR * post
+        if len(proposals) == 1 and 2 * prefix <= pre and proposals[0].shape[1] > prefix:
+            results = run(prefix)
+            if len(results[0]) >= post:
+                return results
+        return run(pre)
+
     def predict_proposals(
         self,
         anchors: List[Boxes],
@@ -371,15 +407,9 @@ class FRCNNRPN(RPN):
             for i, (size, min_size) in enumerate(zip(image_sizes, min_box_sizes)):
                 # one image at a time (detectron2 treats images independently anyway), each
                 # with its own minimum size
-                results += find_top_rpn_proposals(
-                    [p[i : i + 1] for p in proposals],
-                    [s[i : i + 1] for s in scores],
-                    [size],
-                    self.nms_thresh,
-                    self.pre_nms_topk[self.training],
-                    self.post_nms_topk[self.training],
+                results += self._top_proposals(
+                    [p[i : i + 1] for p in proposals], [s[i : i + 1] for s in scores], size,
                     min_size,
-                    self.training,
                 )
         if self.training:
             get_event_storage().put_scalar(

@@ -1,0 +1,387 @@
+"""One benchmark run: inputs, the plugin and its peers measured in turn, ratios, targets.
+
+:func:`run_benchmark` returns a JSON-ready dict; :func:`format_report` turns it into the tables
+printed by ``tools/benchmark.py``. Ratios are always plugin / peer from the same run.
+"""
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .inputs import (
+    SYNTHETIC_COCO_NUM_CLASSES,
+    load_dataset_dicts,
+    map_inputs,
+    register_synthetic_coco,
+)
+from .measure import run_interleaved
+from .stats import machine_info
+
+__all__ = ["BenchmarkOptions", "BenchmarkOptionError", "TASKS", "TARGETS", "setup_config",
+           "run_benchmark", "format_report"]
+
+TASKS = ("train", "inference", "data", "accuracy")
+# The issue's targets, reported (never asserted): ratios plugin / torchvision and the share of
+# a training iteration spent outside the network's conv / fc / pooling layers.
+TARGETS = {"train_step_vs_torchvision": 0.9, "inference_vs_torchvision": 0.9,
+           "train_outside_network_fraction": 0.10}
+SCHEMA = "frcnn_plugin.benchmark/1"
+
+
+class BenchmarkOptionError(ValueError):
+    """Options that cannot be run (named in the message)."""
+
+
+@dataclass
+class BenchmarkOptions:
+    """What to run; see ``tools/benchmark.py --help``."""
+
+    task: str = "train"
+    iters: int = 3
+    warmup: int = 1
+    repeats: int = 3
+    peers: Sequence[str] = ("torchvision", "d2")
+    device: str = "cpu"
+    threads: int = 0  # 0: torch's current setting
+    synthetic: Optional[str] = None  # None or "coco"
+    dataset: Optional[str] = None
+    image_size: Optional[Tuple[int, int]] = None
+    num_images: int = 16
+    seed: int = 0
+    amp: bool = False
+    isolate: bool = True
+    config_file: str = ""
+    overrides: List[str] = field(default_factory=list)
+
+
+def setup_config(config_file: str, overrides: Sequence[str], device: str):
+    """get_cfg + add_frcnn_config + the file + KEY VALUE overrides, on ``device``; unfrozen."""
+    from detectron2.config import get_cfg
+
+    from frcnn_plugin import add_frcnn_config
+
+    cfg = get_cfg()
+    add_frcnn_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(overrides))
+    cfg.MODEL.DEVICE = device
+    return cfg
+
+
+def _dataset_name(cfg, options: BenchmarkOptions) -> str:
+    if options.dataset:
+        return options.dataset
+    names = cfg.DATASETS.TEST if options.task == "inference" else cfg.DATASETS.TRAIN
+    if not names:
+        raise BenchmarkOptionError("No data set: give --dataset NAME or --synthetic coco, or "
+                                   "set DATASETS.TRAIN / DATASETS.TEST in the config")
+    return names[0]
+
+
+def _prepare_inputs(cfg, options: BenchmarkOptions, tmpdir: str):
+    """(input description, config changes, spec entries with the inputs)."""
+    changes = {}
+    if options.synthetic == "coco":
+        if cfg.MODEL.ROI_HEADS.NUM_CLASSES != SYNTHETIC_COCO_NUM_CLASSES:
+            changes["MODEL.ROI_HEADS.NUM_CLASSES"] = [cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+                                                      SYNTHETIC_COCO_NUM_CLASSES]
+            cfg.MODEL.ROI_HEADS.NUM_CLASSES = SYNTHETIC_COCO_NUM_CLASSES
+        name = register_synthetic_coco("frcnn_benchmark_synthetic_coco",
+                                       os.path.join(tmpdir, "synthetic_coco"),
+                                       options.num_images, seed=options.seed,
+                                       image_size=options.image_size)
+        source = "synthetic coco" + (" {}x{}".format(*options.image_size)
+                                     if options.image_size else " (COCO size mix)")
+    elif options.synthetic:
+        raise BenchmarkOptionError("--synthetic {!r}; allowed: coco".format(options.synthetic))
+    else:
+        name = _dataset_name(cfg, options)
+        source = "dataset " + name
+    is_train = options.task in ("train", "data")
+    dicts = load_dataset_dicts(cfg, [name], is_train=is_train)
+    info = {"source": source, "dataset": name, "dataset_images": len(dicts)}
+    if options.task == "data":
+        return info, changes, {"dataset_dicts": dicts}
+    if options.task == "train":
+        batch = cfg.SOLVER.IMS_PER_BATCH
+        needed = options.warmup + options.iters * options.repeats
+        n_batches = max(1, min(needed, options.num_images // batch))
+        images = map_inputs(cfg, dicts, n_batches * batch, True, seed=options.seed)
+        batches = [images[i * batch:(i + 1) * batch] for i in range(n_batches)]
+        info.update(images_per_iter=batch, distinct_batches=n_batches)
+        entries = {"batches": batches}
+    else:
+        images = map_inputs(cfg, dicts, min(options.num_images, len(dicts)), False,
+                            seed=options.seed)
+        info.update(images_per_iter=1, distinct_images=len(images))
+        entries = {"images": images}
+    sizes = [tuple(x["image"].shape[-2:]) for x in images]
+    info["input_sizes_hw"] = sorted({"{}x{}".format(*s) for s in sizes})
+    info["mean_input_pixels"] = sum(h * w for h, w in sizes) / len(sizes)
+    if "instances" in images[0]:
+        info["mean_gt_boxes"] = sum(len(x["instances"]) for x in images) / len(images)
+    return info, changes, entries
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None or b is None or b == 0 or (isinstance(b, float) and math.isnan(b)):
+        return None
+    return a / b
+
+
+def _round_times(task: str, result: dict) -> List[float]:
+    """Per round: seconds per iteration (train) or median latency (inference)."""
+    if task == "train":
+        return [1.0 / v for v in result["per_round_iters_per_s"]]
+    return list(result["per_round_median_s"])
+
+
+def _ratios(task: str, models: Dict[str, dict]) -> Dict[str, Dict[str, Optional[float]]]:
+    """plugin / peer for every figure of the task."""
+    plugin = models.get("plugin")
+    out = {}
+    for peer, res in models.items():
+        if peer == "plugin" or plugin is None:
+            continue
+        if task == "accuracy":
+            out[peer] = {k: _ratio(plugin["bbox"].get(k), res["bbox"].get(k))
+                         for k in ("AP", "AP50", "AP75")}
+            continue
+        r = {"peak_memory": _ratio(plugin["memory"]["peak_mb"], res["memory"]["peak_mb"])}
+        if task in ("train", "inference"):
+            # rounds are interleaved: the ratio within each round, then the median over rounds
+            a, b = _round_times(task, plugin), _round_times(task, res)
+            r["paired_rounds_median"] = statistics.median(x / y for x, y in zip(a, b))
+        if task == "train":
+            r["step_time_median"] = _ratio(plugin["step_time_s"]["median"],
+                                           res["step_time_s"]["median"])
+            r["step_time_p90"] = _ratio(plugin["step_time_s"]["p90"], res["step_time_s"]["p90"])
+            r["iters_per_s_median"] = _ratio(plugin["iters_per_s"]["median"],
+                                             res["iters_per_s"]["median"])
+        elif task == "inference":
+            r["latency_median"] = _ratio(plugin["latency_s"]["median"],
+                                         res["latency_s"]["median"])
+            r["latency_p90"] = _ratio(plugin["latency_s"]["p90"], res["latency_s"]["p90"])
+        out[peer] = r
+    return out
+
+
+def _targets(task: str, models: Dict[str, dict], ratios) -> Dict[str, dict]:
+    out = {}
+    tv = ratios.get("torchvision", {})
+    if task == "train":
+        if tv.get("step_time_median") is not None:
+            v = tv["step_time_median"]
+            out["train_step_vs_torchvision"] = {
+                "value": v, "target": TARGETS["train_step_vs_torchvision"],
+                "met": v <= TARGETS["train_step_vs_torchvision"]}
+        frac = models["plugin"]["breakdown"]["mean_s"]["outside_fraction"]
+        if frac is not None:
+            out["train_outside_network_fraction"] = {
+                "value": frac, "target": TARGETS["train_outside_network_fraction"],
+                "met": frac <= TARGETS["train_outside_network_fraction"]}
+    elif task == "inference" and tv.get("latency_median") is not None:
+        v = tv["latency_median"]
+        out["inference_vs_torchvision"] = {
+            "value": v, "target": TARGETS["inference_vs_torchvision"],
+            "met": v <= TARGETS["inference_vs_torchvision"]}
+    return out
+
+
+def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, object]:
+    """Run ``options.task`` for the plugin and each peer; returns the JSON-ready results."""
+    if options.task not in TASKS:
+        raise BenchmarkOptionError("task {!r}; allowed: {}".format(options.task, TASKS))
+    if cfg is None:
+        cfg = setup_config(options.config_file, options.overrides, options.device)
+    if options.iters < 1 or options.repeats < 1 or options.warmup < 0:
+        raise BenchmarkOptionError("--iters and --repeats must be >= 1 and --warmup >= 0, got "
+                                   "{}, {}, {}".format(options.iters, options.repeats,
+                                                       options.warmup))
+    if options.threads > 0:
+        torch.set_num_threads(options.threads)
+    threads = torch.get_num_threads()
+    device = torch.device(options.device)
+    if options.amp and device.type != "cuda":
+        raise BenchmarkOptionError("--amp (float16 autocast, GradScaler) needs a CUDA device; "
+                                   "on CPU torchvision's roi_pool has no bfloat16 autocast")
+    started = time.time()
+    load_before = machine_info(device)["load_avg_1_5_15"]
+    changes = {"MODEL.WEIGHTS": [cfg.MODEL.WEIGHTS, "(random init, seeded; peers copy it)"]}
+    kinds = ["plugin"] + [p for p in options.peers if p != "none"]
+    if options.task == "data":
+        kinds = ["plugin"]  # one loader: the models do not take part
+    results = {"schema": SCHEMA, "task": options.task, "command": " ".join(sys.argv),
+               "options": asdict(options)}
+    with tempfile.TemporaryDirectory(prefix="frcnn_bench_") as tmpdir:
+        if options.task == "accuracy":
+            from .accuracy import run_accuracy
+
+            cfg.freeze()
+            models = run_accuracy(cfg, kinds, seed=options.seed,
+                                  output_dir=os.path.join(tmpdir, "eval"))
+            inputs = {"train": list(cfg.DATASETS.TRAIN), "test": list(cfg.DATASETS.TEST),
+                      "max_iter": cfg.SOLVER.MAX_ITER, "images_per_iter": cfg.SOLVER.IMS_PER_BATCH}
+        else:
+            inputs, more, entries = _prepare_inputs(cfg, options, tmpdir)
+            changes.update(more)
+            cfg.freeze()
+            specs = [dict(entries, cfg=cfg, kind=kind, task=options.task, warmup=options.warmup,
+                          threads=threads, seed=options.seed, amp=options.amp) for kind in kinds]
+            models = run_interleaved(specs, iters=options.iters, repeats=options.repeats,
+                                     isolate=options.isolate, log=log)
+    ratios = _ratios(options.task, models)
+    machine = machine_info(device)
+    machine["load_avg_before"] = load_before
+    machine["load_avg_after"] = machine.pop("load_avg_1_5_15")
+    results.update(
+        config_file=options.config_file,
+        overrides=list(options.overrides),
+        config_changes=changes,
+        settings={"device": str(device), "threads": threads, "iters": options.iters,
+                  "warmup": options.warmup, "repeats": options.repeats, "amp": options.amp,
+                  "seed": options.seed, "isolated_processes": options.isolate,
+                  "order": "rounds interleaved across models, order rotated each round",
+                  "input": inputs},
+        machine=machine,
+        models=models,
+        ratios=ratios,
+        targets=_targets(options.task, models, ratios),
+        wall_time_s=time.time() - started,
+    )
+    return results
+
+
+# ----------------------------------------------------------------------------------- report
+def _fmt(v, spec="{:.3f}"):
+    return "-" if v is None else spec.format(v)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    widths = [max(len(str(r[i])) for r in [header] + list(rows)) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa
+    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [
+        line(r) for r in rows]
+
+
+BREAKDOWN_ROWS = (
+    ("preprocess", "preprocess (normalize, pad, batch)"),
+    ("backbone", "backbone (conv)"),
+    ("rpn_head", "RPN head (conv)"),
+    ("rpn_other", "RPN other: anchors, matching, sampling, loss, proposals"),
+    ("box_pool", "RoI pooling"),
+    ("box_head", "box head (fc6/fc7)"),
+    ("box_predictor", "box predictor (fc)"),
+    ("roi_other", "ROI heads other: matching, sampling, loss / post-processing"),
+    ("model_other", "model other: inputs, glue, rescaling"),
+    ("backward", "backward"),
+    ("optimizer", "optimizer + LR scheduler step"),
+    ("total", "total"),
+)
+
+
+def format_report(results: Dict[str, object]) -> str:
+    """The tables printed on stdout (markdown)."""
+    task, models, ratios = results["task"], results["models"], results["ratios"]
+    s, m = results["settings"], results["machine"]
+    lines = [
+        "## {} | {} {}".format(task, os.path.basename(results["config_file"]),
+                               " ".join(results["overrides"])).rstrip(),
+        "device {} ({}{}), {} threads, torch {}, load avg before {} after {}".format(
+            s["device"], m["cpu_model"], ", " + m["gpu"] if m.get("gpu") else "", s["threads"],
+            m["torch"], _fmt_load(m["load_avg_before"]), _fmt_load(m["load_avg_after"])),
+    ]
+    inp = s["input"]
+    if task == "accuracy":
+        lines.append("train {} for {} iterations x {} images, test {}".format(
+            inp["train"], inp["max_iter"], inp["images_per_iter"], inp["test"]))
+    elif task == "data":
+        lines.append("input: {} ({} images); warm-up {} batches, {} rounds x {} batches".format(
+            inp["source"], inp["dataset_images"], s["warmup"], s["repeats"], s["iters"]))
+    else:
+        lines.append("input: {}; sizes {}; {} image(s) per iteration; warm-up {}, {} rounds x "
+                     "{} iterations{}".format(
+                         inp["source"], ", ".join(inp.get("input_sizes_hw", [])[:6]),
+                         inp.get("images_per_iter", "-"), s["warmup"], s["repeats"], s["iters"],
+                         ", AMP" if s["amp"] else ""))
+    lines.append("")
+    kinds = list(models)
+    if task == "train":
+        header = ["model", "it/s (median)", "s/iter median", "s/iter p90", "peak MB",
+                  "plugin/peer s/iter", "paired by round", "plugin/peer it/s", "plugin/peer peak"]
+        rows = []
+        for k in kinds:
+            r, q = models[k], ratios.get(k, {})
+            rows.append([k, _fmt(r["iters_per_s"]["median"]), _fmt(r["step_time_s"]["median"]),
+                         _fmt(r["step_time_s"]["p90"]), _fmt(r["memory"]["peak_mb"], "{:.0f}"),
+                         _fmt(q.get("step_time_median"), "{:.2f}"),
+                         _fmt(q.get("paired_rounds_median"), "{:.2f}"),
+                         _fmt(q.get("iters_per_s_median"), "{:.2f}"),
+                         _fmt(q.get("peak_memory"), "{:.2f}")])
+        lines += _table(header, rows)
+    elif task == "inference":
+        header = ["model", "latency median s", "latency p90 s", "detections/img", "peak MB",
+                  "plugin/peer median", "paired by round", "plugin/peer p90", "plugin/peer peak"]
+        rows = []
+        for k in kinds:
+            r, q = models[k], ratios.get(k, {})
+            rows.append([k, _fmt(r["latency_s"]["median"]), _fmt(r["latency_s"]["p90"]),
+                         _fmt(r["detections_per_image"], "{:.1f}"),
+                         _fmt(r["memory"]["peak_mb"], "{:.0f}"),
+                         _fmt(q.get("latency_median"), "{:.2f}"),
+                         _fmt(q.get("paired_rounds_median"), "{:.2f}"),
+                         _fmt(q.get("latency_p90"), "{:.2f}"),
+                         _fmt(q.get("peak_memory"), "{:.2f}")])
+        lines += _table(header, rows)
+    elif task == "data":
+        r = models["plugin"]
+        lines += _table(
+            ["loader", "images/s (median)", "s/batch median", "s/batch p90", "images/batch",
+             "workers", "peak MB (main)"],
+            [["build_detection_train_loader + DatasetMapper",
+              _fmt(r["images_per_s"]["median"], "{:.1f}"), _fmt(r["batch_time_s"]["median"]),
+              _fmt(r["batch_time_s"]["p90"]), r["images_per_batch"], r["num_workers"],
+              _fmt(r["memory"]["peak_mb"], "{:.0f}")]])
+    else:
+        header = ["model", "AP", "AP50", "AP75", "train s", "plugin/peer AP", "plugin/peer AP50"]
+        rows = []
+        for k in kinds:
+            b, q = models[k]["bbox"], ratios.get(k, {})
+            rows.append([k, _fmt(b.get("AP"), "{:.2f}"), _fmt(b.get("AP50"), "{:.2f}"),
+                         _fmt(b.get("AP75"), "{:.2f}"), _fmt(models[k]["train_time_s"], "{:.0f}"),
+                         _fmt(q.get("AP"), "{:.2f}"), _fmt(q.get("AP50"), "{:.2f}")])
+        lines += _table(header, rows)
+    if task in ("train", "inference"):
+        lines += ["", "Breakdown, mean ms per {} (stage timers on the modules):".format(
+            "training iteration" if task == "train" else "image")]
+        rows = []
+        for key, label in BREAKDOWN_ROWS:
+            vals = [models[k]["breakdown"]["mean_s"].get(key) for k in kinds]
+            if key == "total" and task == "inference":
+                vals = [models[k]["breakdown"]["mean_s"].get("forward") for k in kinds]
+            if all(v is None for v in vals):
+                continue
+            rows.append([label] + [_fmt(None if v is None else v * 1e3, "{:.1f}") for v in vals])
+        rows.append(["outside the network (share of total)"] + [
+            _fmt(models[k]["breakdown"]["mean_s"]["outside_fraction"], "{:.1%}") for k in kinds])
+        lines += _table(["stage"] + kinds, rows)
+    if results["targets"]:
+        lines.append("")
+        for name, t in results["targets"].items():
+            lines.append("target {}: {} <= {} -> {}".format(
+                name, _fmt(t["value"], "{:.3f}"), t["target"], "met" if t["met"] else "NOT met"))
+    if results.get("config_changes"):
+        lines.append("")
+        lines.append("config changes for the benchmark: " + "; ".join(
+            "{}: {} -> {}".format(k, *v) for k, v in results["config_changes"].items()))
+    return "\n".join(lines)
+
+
+def _fmt_load(v):
+    return "-" if not v else "/".join("{:.2f}".format(x) for x in v)

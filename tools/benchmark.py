@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Speed, memory and accuracy of the plugin next to torchvision's FasterRCNN and detectron2's
+built-in RPN + StandardROIHeads, at identical settings read from one config.
+
+Tasks:
+  train      training iterations per second (forward, backward, SGD step), per-stage breakdown
+  inference  latency per image (batch 1): median and p90, per-stage breakdown
+  data       throughput of build_detection_train_loader with the config's DatasetMapper
+  accuracy   train each model with the same data and schedule, COCO AP on DATASETS.TEST[0]
+
+Every model is measured in its own fresh process (peak RSS on CPU, CUDA max allocated on GPU),
+with the same inputs, threads and batch size; warm-up iterations are not timed; the timed
+rounds are interleaved across models (order rotated each round). Ratios are plugin / peer from
+the same run. A table goes to stdout, everything to --json. Options come before the trailing
+KEY VALUE config overrides. Examples::
+
+  python tools/benchmark.py --config-file configs/vgg16_frcnn.yaml --task train \\
+      --synthetic coco --image-size 600x1000 --iters 3 --warmup 1 --repeats 3 \\
+      --json output/bench_train.json SOLVER.IMS_PER_BATCH 1
+  python tools/benchmark.py --config-file configs/vgg16_frcnn.yaml --task inference \\
+      --dataset coco_2017_val --iters 5 --repeats 3
+  python tools/benchmark.py --config-file configs/vgg16_frcnn_shapes_demo.yaml \\
+      --task accuracy --peers torchvision SOLVER.MAX_ITER 300 SOLVER.STEPS "(240,)"
+"""
+import argparse
+import json
+import logging
+import math
+import os
+
+from frcnn_plugin.benchmark import TASKS, BenchmarkOptions, format_report, run_benchmark
+from frcnn_plugin.benchmark.inputs import DatasetNotFound
+from frcnn_plugin.benchmark.suite import BenchmarkOptionError
+
+
+def image_size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected HxW, e.g. 600x1000, got {!r}".format(text))
+    return h, w
+
+
+PEERS = ("torchvision", "d2", "none")
+
+
+def peer_list(text):
+    peers = [p for p in text.split(",") if p]
+    bad = [p for p in peers if p not in PEERS]
+    if bad or not peers:
+        raise argparse.ArgumentTypeError("invalid peers {!r}; allowed: a comma-separated list of "
+                                         "{}".format(text, ", ".join(PEERS)))
+    return peers
+
+
+def argument_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n", 1)[1])
+    p.add_argument("--config-file", required=True, help="the plugin config (YAML)")
+    p.add_argument("--task", choices=TASKS, default="train")
+    p.add_argument("--iters", type=int, default=3, help="timed iterations per round")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds")
+    p.add_argument("--peers", type=peer_list, default=["torchvision", "d2"],
+                   help="comma-separated models to compare with: torchvision, d2, or none "
+                        "(default torchvision,d2)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads for every model (default: torch's default)")
+    p.add_argument("--synthetic", choices=("coco",), default=None,
+                   help="generated COCO-shaped images (sizes, ~7 boxes, 80 classes)")
+    p.add_argument("--image-size", type=image_size, default=None,
+                   help="with --synthetic: one fixed original size HxW, e.g. 600x1000")
+    p.add_argument("--dataset", default=None,
+                   help="registered data set (default: the config's DATASETS.TRAIN[0], "
+                        "DATASETS.TEST[0] for inference), e.g. coco_2017_val")
+    p.add_argument("--num-images", type=int, default=16, help="distinct input images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision on CUDA (float16 autocast + GradScaler)")
+    p.add_argument("--no-isolate", action="store_true",
+                   help="measure in this process (peak memory is then not per model)")
+    p.add_argument("--json", default=None, help="write the results to this JSON file")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return p
+
+
+def json_ready(x):
+    """NaN / inf (e.g. COCO's AP of an absent size class) as null: strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_ready(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_ready(v) for v in x]
+    return x
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
+    if args.image_size and not args.synthetic:
+        raise SystemExit("--image-size needs --synthetic coco")
+    logging.basicConfig(level=logging.WARNING)
+    options = BenchmarkOptions(
+        task=args.task, iters=args.iters, warmup=args.warmup, repeats=args.repeats,
+        peers=args.peers, device=args.device, threads=args.threads, synthetic=args.synthetic,
+        dataset=args.dataset, image_size=args.image_size, num_images=args.num_images,
+        seed=args.seed, amp=args.amp, isolate=not args.no_isolate,
+        config_file=args.config_file, overrides=args.opts)
+    try:
+        results = run_benchmark(options)
+    except (DatasetNotFound, BenchmarkOptionError) as e:  # a missing data set, bad options
+        raise SystemExit("error: {}".format(e))
+    print(format_report(results), flush=True)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(json_ready(results), f, indent=1, allow_nan=False)
+        print("results: {}".format(args.json))
+    return results
+
+
+if __name__ == "__main__":
+    main()
