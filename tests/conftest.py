@@ -10,6 +10,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
 
 
+# The demo model made tiny for 64x64 images (4x4 conv5 map, anchors 16 and 32 px x 3 ratios,
+# VGG11, small fc layers) and a 3-iteration schedule: the real pipeline in seconds.
+TINY_MODEL = [
+    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
+    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+    "MODEL.VGG.DEPTH", "11", "MODEL.ANCHOR_GENERATOR.SIZES", "[[16, 32]]",
+    "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
+]  # fmt: skip
+TINY_SCHEDULE = [
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # an untrained model still detects something
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1",
+    "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "100",
+]  # fmt: skip
+
+
 def load_tool(name):
     """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(

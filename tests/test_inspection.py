@@ -10,26 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO, load_config, load_tool
+from tests.conftest import REPO, TINY_MODEL, load_config, load_tool
 
 DEMO = "vgg16_frcnn_shapes_demo.yaml"
 # a small, fast variant of the demo model for 64x64 images: 4x4 feature map, 2 sizes x 3 ratios
-SMALL = [
-    "INPUT.MIN_SIZE_TEST",
-    "64",
-    "INPUT.MAX_SIZE_TEST",
-    "64",
-    "MODEL.VGG.DEPTH",
-    "11",
-    "MODEL.ANCHOR_GENERATOR.SIZES",
-    "[[16, 32]]",
-    "MODEL.ROI_BOX_HEAD.FC_DIM",
-    "32",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
-    "16",
-    "MODEL.DEVICE",
-    "cpu",
-]
+SMALL = [*TINY_MODEL, "MODEL.DEVICE", "cpu"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

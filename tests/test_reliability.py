@@ -18,54 +18,19 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import CONFIGS, REPO, load_tool
+from tests.conftest import CONFIGS, REPO, TINY_MODEL, TINY_SCHEDULE, load_tool
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 DEMO = os.path.join(CONFIGS, "vgg16_frcnn_shapes_demo.yaml")
 
 # The smallest model and schedule that still runs the real pipeline.
 TINY = [
-    "INPUT.MIN_SIZE_TRAIN",
-    "(64,)",
-    "INPUT.MAX_SIZE_TRAIN",
-    "64",
-    "INPUT.MIN_SIZE_TEST",
-    "64",
-    "INPUT.MAX_SIZE_TEST",
-    "64",
-    "MODEL.VGG.DEPTH",
-    "11",
-    "MODEL.ANCHOR_GENERATOR.SIZES",
-    "[[16, 32]]",
-    "MODEL.ROI_BOX_HEAD.FC_DIM",
-    "32",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
-    "16",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
-    "32",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
-    "200",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
-    "50",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST",
-    "200",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",
-    "50",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-    "0.0",
-    "SOLVER.IMS_PER_BATCH",
-    "2",
-    "SOLVER.MAX_ITER",
-    "3",
-    "SOLVER.WARMUP_ITERS",
-    "1",
-    "SOLVER.STEPS",
-    "()",
-    "SOLVER.CHECKPOINT_PERIOD",
-    "100",
-    "SEED",
-    "7",
-]
+    *TINY_MODEL, *TINY_SCHEDULE,
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
+    "SEED", "7",
+]  # fmt: skip
 # In process: the conftest's tiny_shapes data sets.
 TINY_TEST_DATA = ["DATASETS.TRAIN", "('frcnn_test_train',)", "DATASETS.TEST", "()"]
 

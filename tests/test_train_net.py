@@ -9,7 +9,7 @@ import unittest
 
 import pytest
 
-from tests.conftest import CONFIGS, REPO, load_tool
+from tests.conftest import CONFIGS, REPO, TINY_MODEL, TINY_SCHEDULE, load_tool
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 DEMO = os.path.join(CONFIGS, "vgg16_frcnn_shapes_demo.yaml")
@@ -18,37 +18,9 @@ DEMO = os.path.join(CONFIGS, "vgg16_frcnn_shapes_demo.yaml")
 # Small and fast: 64x64 images, 3 iterations, small fc layers; scores kept down to 0 so that the
 # untrained detector still produces detections to evaluate.
 SMALL = [
-    "DATASETS.TRAIN",
-    "('frcnn_test_train',)",
-    "DATASETS.TEST",
-    "('frcnn_test_val',)",
-    "INPUT.MIN_SIZE_TRAIN",
-    "(64,)",
-    "INPUT.MAX_SIZE_TRAIN",
-    "64",
-    "INPUT.MIN_SIZE_TEST",
-    "64",
-    "INPUT.MAX_SIZE_TEST",
-    "64",
-    "MODEL.ANCHOR_GENERATOR.SIZES",
-    "[[16, 32]]",
-    "MODEL.ROI_BOX_HEAD.FC_DIM",
-    "32",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
-    "16",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-    "0.0",
-    "SOLVER.IMS_PER_BATCH",
-    "2",
-    "SOLVER.MAX_ITER",
-    "3",
-    "SOLVER.WARMUP_ITERS",
-    "1",
-    "SOLVER.STEPS",
-    "()",
-    "SOLVER.CHECKPOINT_PERIOD",
-    "100",
-]
+    "DATASETS.TRAIN", "('frcnn_test_train',)", "DATASETS.TEST", "('frcnn_test_val',)",
+    *TINY_MODEL, *TINY_SCHEDULE,
+]  # fmt: skip
 
 
 def same_metrics(a, b):
