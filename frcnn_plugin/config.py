@@ -10,7 +10,7 @@ import re
 
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_frcnn_config", "explain_merge_error"]
+__all__ = ["add_frcnn_config", "explain_merge_error", "load_frcnn_config"]
 
 
 def _all_keys(node, prefix=""):
@@ -39,6 +39,24 @@ def explain_merge_error(cfg, error, source):
             )
         )
     return text
+
+
+def load_frcnn_config(config_file, opts=()):
+    """``get_cfg()`` + :func:`add_frcnn_config` + ``config_file`` + ``KEY VALUE`` ``opts``
+    (unfrozen). A bad key or value raises ``ValueError`` with :func:`explain_merge_error`'s
+    message: where it came from and the closest valid keys."""
+    from detectron2.config import get_cfg
+
+    cfg = add_frcnn_config(get_cfg())
+    for source, merge, what in (
+        (config_file, cfg.merge_from_file, config_file),
+        ("the command line", cfg.merge_from_list, list(opts or [])),
+    ):
+        try:
+            merge(what)
+        except (KeyError, AssertionError, ValueError, TypeError) as e:
+            raise ValueError(explain_merge_error(cfg, e, source)) from None
+    return cfg
 
 
 def add_frcnn_config(cfg):

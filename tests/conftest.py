@@ -45,15 +45,10 @@ def one_thread():
 
 
 def load_config(name, *opts):
-    """A frozen-free detectron2 config: get_cfg + add_frcnn_config + configs/<name> + opts."""
-    from detectron2.config import get_cfg
+    """An unfrozen config: frcnn_plugin's load_frcnn_config of configs/<name> + opts, on CPU."""
+    from frcnn_plugin.config import load_frcnn_config
 
-    from frcnn_plugin import add_frcnn_config
-
-    cfg = get_cfg()
-    add_frcnn_config(cfg)
-    cfg.merge_from_file(name if os.path.isabs(name) else os.path.join(CONFIGS, name))
-    cfg.merge_from_list(list(opts))
+    cfg = load_frcnn_config(name if os.path.isabs(name) else os.path.join(CONFIGS, name), opts)
     cfg.MODEL.DEVICE = "cpu"
     return cfg
 

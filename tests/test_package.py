@@ -77,3 +77,18 @@ class TestReadme(unittest.TestCase):
         self.assertIn("make test", self.text)
         with open(os.path.join(REPO, ".ci", "run")) as f:
             self.assertIn("make test", f.read())
+
+
+class TestLoadConfig(unittest.TestCase):
+    def test_bad_key_in_opts_names_source_and_close_key(self):
+        from frcnn_plugin.config import load_frcnn_config
+        from tests.conftest import CONFIGS
+
+        path = os.path.join(CONFIGS, "vgg16_frcnn_shapes_demo.yaml")
+        cfg = load_frcnn_config(path, ["MODEL.VGG.DEPTH", "11"])
+        self.assertEqual(cfg.MODEL.VGG.DEPTH, 11)
+        with self.assertRaisesRegex(ValueError, "from the command line: .*MODEL.ROI_HEADS.NMS_THRES"
+                                    r".*Did you mean: MODEL.ROI_HEADS.NMS_THRESH_TEST"):
+            load_frcnn_config(path, ["MODEL.ROI_HEADS.NMS_THRES_TEST", "0.3"])
+        with self.assertRaisesRegex(ValueError, "from the command line"):
+            load_frcnn_config(path, ["MODEL.VGG.DEPTH"])  # a key without its value

@@ -22,11 +22,10 @@ import warnings
 
 import torch
 
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_anchor_generator
 
-from frcnn_plugin import add_frcnn_config
+from frcnn_plugin.config import load_frcnn_config
 import frcnn_plugin.modeling.anchor_generator  # noqa: F401  (registers FRCNNAnchorGenerator)
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -39,9 +38,7 @@ PRESETS = {
 
 def build_pair(config, strides):
     """(DefaultAnchorGenerator, FRCNNAnchorGenerator) giving the same anchors."""
-    cfg = get_cfg()
-    add_frcnn_config(cfg)
-    cfg.merge_from_file(os.path.join(CONFIGS, config))
+    cfg = load_frcnn_config(os.path.join(CONFIGS, config))
     shapes = [ShapeSpec(channels=1, stride=s) for s in strides]
     ours = build_anchor_generator(cfg, shapes)
     cfg.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"

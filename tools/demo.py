@@ -14,9 +14,7 @@ import subprocess
 import sys
 import time
 
-from detectron2.config import get_cfg
-
-import frcnn_plugin
+from frcnn_plugin.config import load_frcnn_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,10 +31,7 @@ def main():
         HERE, "..", "configs", "vgg16_frcnn_shapes_demo.yaml"))
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
-    cfg = get_cfg()
-    frcnn_plugin.add_frcnn_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_frcnn_config(args.config_file, args.opts)
     out = cfg.OUTPUT_DIR
     untrained_dir = os.path.join(out, "untrained")
 

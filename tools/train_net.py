@@ -31,12 +31,12 @@ import os
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
-import frcnn_plugin
+import frcnn_plugin  # noqa: F401  (registers the components and data sets)
+from frcnn_plugin.config import load_frcnn_config
 from frcnn_plugin.config_checks import check_output_dir, validate_frcnn_config
 from frcnn_plugin.engine import AtomicCheckpointer, Trainer, launch
 
@@ -66,16 +66,7 @@ def setup(args):
         raise SystemExit("No config given: pass --config-file FILE (e.g. configs/vgg16_frcnn.yaml)")
     if not os.path.isfile(args.config_file):
         raise SystemExit("Config file not found: {}".format(args.config_file))
-    cfg = get_cfg()
-    frcnn_plugin.add_frcnn_config(cfg)
-    for source, merge, what in (
-        (args.config_file, cfg.merge_from_file, args.config_file),
-        ("the command line", cfg.merge_from_list, args.opts),
-    ):
-        try:
-            merge(what)
-        except (KeyError, AssertionError, ValueError) as e:
-            raise ValueError(frcnn_plugin.config.explain_merge_error(cfg, e, source)) from None
+    cfg = load_frcnn_config(args.config_file, args.opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning(
             "MODEL.DEVICE=%s but no GPU: using cpu", cfg.MODEL.DEVICE

@@ -62,14 +62,9 @@ class BenchmarkOptions:
 
 def setup_config(config_file: str, overrides: Sequence[str], device: str):
     """get_cfg + add_frcnn_config + the file + KEY VALUE overrides, on ``device``; unfrozen."""
-    from detectron2.config import get_cfg
+    from frcnn_plugin.config import load_frcnn_config
 
-    from frcnn_plugin import add_frcnn_config
-
-    cfg = get_cfg()
-    add_frcnn_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(overrides))
+    cfg = load_frcnn_config(config_file, overrides)
     cfg.MODEL.DEVICE = device
     return cfg
 

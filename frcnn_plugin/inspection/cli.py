@@ -7,11 +7,10 @@ from typing import List, Optional
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 
-from ..config import add_frcnn_config, explain_merge_error
+from ..config import load_frcnn_config
 from .inputs import InspectionInput, load_dataset_input, load_image_input
 
 __all__ = ["input_parser", "setup_cfg", "build_inspection_model", "load_input"]
@@ -51,14 +50,10 @@ def input_parser(description: str, image_input: bool = True,
 def setup_cfg(config_file: str, opts: Optional[List[str]] = None):
     """get_cfg + add_frcnn_config + the file + the overrides; MODEL.DEVICE falls back to "cpu"
     without CUDA. Raises SystemExit with a readable message for a bad key or value."""
-    cfg = get_cfg()
-    add_frcnn_config(cfg)
-    for source, merge in ((config_file, lambda: cfg.merge_from_file(config_file)),
-                          ("the command line", lambda: cfg.merge_from_list(list(opts or [])))):
-        try:
-            merge()
-        except (KeyError, ValueError, AssertionError, TypeError) as e:
-            raise SystemExit(explain_merge_error(cfg, e, source)) from e
+    try:
+        cfg = load_frcnn_config(config_file, opts)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
