@@ -122,6 +122,13 @@ def add_frcnn_config(cfg):
     # MODEL.PROPOSAL_GENERATOR.MIN_SIZE in original-image pixels (True, the paper; needs
     # FRCNNGeneralizedRCNN) or in resized-input pixels (False, detectron2).
     _C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS = True
+    # A GT's best anchors (ties included) become positive only if their IoU with it is greater
+    # than this: 0.0 = only when they overlap it (the PyTorch reimplementations' epsilon);
+    # < 0 = always, also at IoU 0 (py-faster-rcnn's and detectron2's literal tie rule).
+    _C.MODEL.RPN.BEST_ANCHOR_MIN_IOU = 0.0
+    # Order of the proposal layer: "paper" (clip, drop sides < MIN_SIZE, top-k, NMS, top-k) or
+    # "detectron2" (find_top_rpn_proposals: top-k, clip, drop sides <= MIN_SIZE, NMS, top-k).
+    _C.MODEL.RPN.PROPOSAL_ORDER = "paper"
     _C.MODEL.ROI_HEADS.SAMPLER = CN()
     # RoI sampler, a name in FRCNN_SAMPLER_REGISTRY (the paper: 128 per image, <= 25 % foreground).
     _C.MODEL.ROI_HEADS.SAMPLER.NAME = "BalancedRandomSampler"

@@ -252,25 +252,31 @@ class TestInputs(unittest.TestCase):
 
 
 class TestRPNShortcut(unittest.TestCase):
-    """FRCNNRPN runs test-time NMS on a prefix first; the result must be find_top_rpn_proposals'."""
+    """FRCNNRPN runs test-time NMS on a prefix first; the result must be the full function's,
+    in either proposal order (find_top_proposals_paper_order or find_top_rpn_proposals)."""
 
-    def test_same_proposals_as_detectron2(self):
+    def test_same_proposals_as_the_full_run(self):
         from detectron2.modeling import build_model
         from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
 
-        rpn = build_model(load_config(DEMO)).proposal_generator
-        for seed, spread, training in ((0, 400, False), (1, 3, False), (2, 400, True)):
-            rpn.train(training)
-            g = torch.Generator().manual_seed(seed)
-            centres = torch.rand(7000, 2, generator=g) * spread + 100  # spread 3: few kept
-            sizes = torch.rand(7000, 2, generator=g) * 60 + 20
-            boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], 1)[None]
-            scores = torch.randn(1, 7000, generator=g)
-            (ours,) = rpn._top_proposals([boxes], [scores], (600, 600), 16.0)
-            (ref,) = find_top_rpn_proposals(
-                [boxes], [scores], [(600, 600)], rpn.nms_thresh, rpn.pre_nms_topk[training],
-                rpn.post_nms_topk[training], 16.0, training)
-            self.assertTrue(torch.equal(ours.proposal_boxes.tensor, ref.proposal_boxes.tensor))
-            self.assertTrue(torch.equal(ours.objectness_logits, ref.objectness_logits))
-            if spread == 3:
-                self.assertLess(len(ref), rpn.post_nms_topk[False])  # the fallback was taken
+        from frcnn_plugin.modeling.rpn import find_top_proposals_paper_order
+
+        for order, find in (("paper", find_top_proposals_paper_order),
+                            ("detectron2", find_top_rpn_proposals)):
+            rpn = build_model(load_config(DEMO, "MODEL.RPN.PROPOSAL_ORDER", order))
+            rpn = rpn.proposal_generator
+            for seed, spread, training in ((0, 400, False), (1, 3, False), (2, 400, True)):
+                rpn.train(training)
+                g = torch.Generator().manual_seed(seed)
+                centres = torch.rand(7000, 2, generator=g) * spread + 100  # spread 3: few kept
+                sizes = torch.rand(7000, 2, generator=g) * 60 + 20
+                boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], 1)[None]
+                scores = torch.randn(1, 7000, generator=g)
+                (ours,) = rpn._top_proposals([boxes], [scores], (600, 600), 16.0)
+                (ref,) = find(
+                    [boxes], [scores], [(600, 600)], rpn.nms_thresh, rpn.pre_nms_topk[training],
+                    rpn.post_nms_topk[training], 16.0, training)
+                self.assertTrue(torch.equal(ours.proposal_boxes.tensor, ref.proposal_boxes.tensor))
+                self.assertTrue(torch.equal(ours.objectness_logits, ref.objectness_logits))
+                if spread == 3:
+                    self.assertLess(len(ref), rpn.post_nms_topk[False])  # the fallback was taken

@@ -11,7 +11,12 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 import frcnn_plugin.modeling.meta_arch  # noqa: F401  (registers)
-from frcnn_plugin.modeling.rpn import FRCNNRPN, SoftmaxRPNHead, resize_scale
+from frcnn_plugin.modeling.rpn import (
+    FRCNNRPN,
+    SoftmaxRPNHead,
+    find_top_proposals_paper_order,
+    resize_scale,
+)
 from frcnn_plugin.modeling.sampling import FRCNN_SAMPLER_REGISTRY, BalancedRandomSampler
 from tests.conftest import load_config
 
@@ -35,7 +40,8 @@ def walkthrough_inputs(original=(800, 800), boxes=GT_BOXES):
 
 def expected_labels(anchors, gt_boxes, size=(800, 800)):
     """The paper's rule, written out: only anchors fully inside take part; 1 if IoU >= 0.7 or
-    the best inside anchor of a GT (ties included); 0 if max IoU < 0.3; -1 otherwise."""
+    the best inside anchor of a GT (ties included) that overlaps it; 0 if max IoU < 0.3; -1
+    otherwise. (tests/test_anchor_targets.py has an independent NumPy oracle.)"""
     t = anchors.tensor
     inside = (t[:, 0] >= 0) & (t[:, 1] >= 0) & (t[:, 2] <= size[1]) & (t[:, 3] <= size[0])
     iou = pairwise_iou(gt_boxes, anchors)
@@ -45,7 +51,8 @@ def expected_labels(anchors, gt_boxes, size=(800, 800)):
     labels[inside & (best_iou < 0.3)] = 0
     labels[inside & (best_iou >= 0.7)] = 1
     for row in iou:
-        labels[row == row.max()] = 1
+        if row.max() > 0:
+            labels[row == row.max()] = 1
     return labels, inside
 
 
@@ -132,10 +139,69 @@ class TestWalkThroughRPN(unittest.TestCase):
         self.assertEqual(latest["rpn/num_proposals"], 2000)
         self.assertEqual(latest["rpn/num_pos_anchors"] + latest["rpn/num_neg_anchors"], 256)
         boxes = proposals[0].proposal_boxes
-        self.assertTrue(bool(boxes.nonempty(threshold=16).all()))  # min size 16
+        sides = boxes.tensor[:, 2:] - boxes.tensor[:, :2]
+        self.assertTrue(bool((sides >= 16).all()))  # min size 16 (the paper's order keeps 16)
         self.assertTrue(bool((boxes.tensor >= 0).all() and (boxes.tensor <= 800).all()))  # clip
         scores = proposals[0].objectness_logits
         self.assertTrue(bool((scores[:-1] >= scores[1:]).all()))  # sorted by objectness
+
+
+class TestProposalOrder(unittest.TestCase):
+    """MODEL.RPN.PROPOSAL_ORDER on three boxes of a 100 x 100 image, min size 16, pre-NMS top 2:
+    A 10 x 10 (score 3), B 16 x 16 (score 2), C 40 x 40 (score 1), no overlaps.
+    paper: drop sides < 16 (A) -> top 2 (B, C) -> NMS -> [B, C].
+    detectron2: top 2 (A, B) -> drop sides <= 16 (A and B) -> NMS -> []."""
+
+    BOXES = torch.tensor([[[10.0, 10, 20, 20], [30, 30, 46, 46], [50, 50, 90, 90]]])
+    SCORES = torch.tensor([[3.0, 2.0, 1.0]])
+
+    def proposals(self, order):
+        rpn = build_rpn("MODEL.RPN.PROPOSAL_ORDER", order, "MODEL.RPN.PRE_NMS_TOPK_TEST", "2",
+                        "MODEL.RPN.POST_NMS_TOPK_TEST", "10").eval()
+        (result,) = rpn._top_proposals([self.BOXES], [self.SCORES], (100, 100), 16.0)
+        return result.proposal_boxes.tensor.tolist(), result.objectness_logits.tolist()
+
+    def test_paper_order(self):
+        self.assertEqual(self.proposals("paper"), ([[30, 30, 46, 46], [50, 50, 90, 90]], [2, 1]))
+
+    def test_detectron2_order(self):
+        self.assertEqual(self.proposals("detectron2"), ([], []))
+
+    def test_paper_order_clips_before_measuring(self):
+        # [-30, 10, 12, 40] clipped to [0, 10, 12, 40]: 12 px wide < 16, dropped; the box
+        # [90, 0, 130, 20] clipped to [90, 0, 100, 20]: 10 px wide, dropped.
+        boxes = torch.tensor([[[-30.0, 10, 12, 40], [90, 0, 130, 20], [0, 0, 100, 100]]])
+        (result,) = find_top_proposals_paper_order(
+            [boxes], [torch.tensor([[3.0, 2.0, 1.0]])], [(100, 100)], 0.7, 10, 10, 16.0, False
+        )
+        self.assertEqual(result.proposal_boxes.tensor.tolist(), [[0.0, 0.0, 100.0, 100.0]])
+
+    def test_paper_order_nms_and_post_topk(self):
+        # D and E overlap with IoU 10000 / 11000 = 0.91 > 0.7: E (lower
+        # score) is suppressed; F is
+        # apart; post-NMS top 1 keeps D only.
+        boxes = torch.tensor([[[0.0, 0, 100, 100], [0, 0, 100, 110], [200, 200, 300, 300]]])
+        scores = torch.tensor([[5.0, 4.0, 3.0]])
+        (all_kept,) = find_top_proposals_paper_order(
+            [boxes], [scores], [(400, 400)], 0.7, 10, 10, 16.0, False)
+        (top1,) = find_top_proposals_paper_order(
+            [boxes], [scores], [(400, 400)], 0.7, 10, 1, 16.0, False)
+        self.assertEqual(all_kept.objectness_logits.tolist(), [5.0, 3.0])
+        self.assertEqual(top1.objectness_logits.tolist(), [5.0])
+
+    def test_non_finite_boxes(self):
+        boxes = torch.tensor([[[0.0, 0, 50, 50], [float("nan"), 0, 50, 50]]])
+        scores = torch.tensor([[1.0, 2.0]])
+        (result,) = find_top_proposals_paper_order(
+            [boxes], [scores], [(100, 100)], 0.7, 10, 10, 0.0, False)
+        self.assertEqual(result.objectness_logits.tolist(), [1.0])
+        with self.assertRaises(FloatingPointError):
+            find_top_proposals_paper_order([boxes], [scores], [(100, 100)], 0.7, 10, 10, 0.0,
+                                           True)
+
+    def test_bad_order_names_the_key(self):
+        with self.assertRaisesRegex(ValueError, r"MODEL.RPN.PROPOSAL_ORDER='best'.*allowed"):
+            build_rpn("MODEL.RPN.PROPOSAL_ORDER", "best")
 
 
 class TestLosses(unittest.TestCase):
@@ -257,6 +323,20 @@ class TestHeadsAndOptions(unittest.TestCase):
         anchors = rpn.anchor_generator([features["conv5"]])
         (labels,), _ = rpn.label_and_sample_anchors(anchors, [gt])
         self.assertEqual((int((labels == 1).sum()), int((labels == 0).sum())), (1, 3))
+
+    def test_softmax_head_with_detectron2_rpn_is_a_clear_error(self):
+        from detectron2.modeling.proposal_generator.rpn import RPN
+
+        with self.assertRaises(ValueError) as ctx:
+            build_rpn("MODEL.PROPOSAL_GENERATOR.NAME", "RPN")
+        message = str(ctx.exception)
+        self.assertIn("MODEL.PROPOSAL_GENERATOR.NAME='RPN'", message)
+        self.assertIn("'FRCNNRPN'", message)
+        self.assertIn("'StandardRPNHead'", message)
+        # with the sigmoid head detectron2's RPN builds and runs on the same config
+        rpn = build_rpn("MODEL.PROPOSAL_GENERATOR.NAME", "RPN",
+                        "MODEL.RPN.HEAD_NAME", "StandardRPNHead")
+        self.assertIs(type(rpn), RPN)
 
     def test_config_errors_name_key_value_and_allowed(self):
         cases = [

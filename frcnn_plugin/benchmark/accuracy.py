@@ -55,14 +55,14 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0,
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.events import EventStorage
 
-    from frcnn_plugin.data import prepare_dataset
+    from frcnn_plugin.data import FRCNNDatasetMapper, prepare_dataset
 
     from .peers import build_benchmark_model
 
     model, info = build_benchmark_model(cfg, kind, seed=seed)
     seed_all_rng(seed)
     loader = build_detection_train_loader(
-        cfg, mapper=DatasetMapper(cfg, True), dataset=list(dataset_dicts),
+        cfg, mapper=FRCNNDatasetMapper(cfg, True), dataset=list(dataset_dicts),
         sampler=TrainingSampler(len(dataset_dicts), seed=seed),
     )
     optimizer = build_optimizer(cfg, model)

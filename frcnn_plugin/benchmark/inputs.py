@@ -221,14 +221,15 @@ def load_dataset_dicts(cfg, names: Sequence[str], is_train: bool) -> List[dict]:
 
 def map_inputs(cfg, dicts: Sequence[dict], num: int, is_train: bool, seed: int = 0) -> List[dict]:
     """The first ``num`` dicts (cycled when fewer) through the config's
-    ``DatasetMapper(cfg, is_train)``, with seeded augmentations: model inputs as detectron2's
+    ``FRCNNDatasetMapper(cfg, is_train)``, with seeded augmentations: model inputs as detectron2's
     loaders produce them ("image" uint8 CHW tensor, "height"/"width", "instances" in
     training)."""
-    from detectron2.data import DatasetMapper
     from detectron2.utils.env import seed_all_rng
+
+    from ..data import FRCNNDatasetMapper
 
     if not dicts:
         raise ValueError("The data set is empty (after filtering images without annotations)")
     seed_all_rng(seed)
-    mapper = DatasetMapper(cfg, is_train)
+    mapper = FRCNNDatasetMapper(cfg, is_train)
     return [mapper(dict(dicts[i % len(dicts)])) for i in range(num)]

@@ -376,16 +376,18 @@ def inference_session(model, images: List[dict], *, warmup: int, amp: bool = Fal
 
 def data_session(cfg, dataset_dicts: List[dict], *, warmup: int, seed: int = 0) -> Session:
     """Throughput of detectron2's ``build_detection_train_loader`` with the config's mapper
-    (``DatasetMapper(cfg, is_train=True)``), batch size ``SOLVER.IMS_PER_BATCH`` and
+    (``FRCNNDatasetMapper(cfg, is_train=True)``), batch size ``SOLVER.IMS_PER_BATCH`` and
     ``DATALOADER.NUM_WORKERS`` workers. Warm-up batches (worker start-up) are not timed.
 
     The summary has "images_per_s" and "batch_time_s", "memory" (the main process only).
     """
-    from detectron2.data import DatasetMapper, build_detection_train_loader
+    from detectron2.data import build_detection_train_loader
     from detectron2.data.samplers import TrainingSampler
 
+    from ..data import FRCNNDatasetMapper
+
     loader = build_detection_train_loader(
-        cfg, mapper=DatasetMapper(cfg, True), dataset=list(dataset_dicts),
+        cfg, mapper=FRCNNDatasetMapper(cfg, True), dataset=list(dataset_dicts),
         sampler=TrainingSampler(len(dataset_dicts), seed=seed),
     )
     it = iter(loader)

@@ -1,3 +1,4 @@
+from .dataset_mapper import INPUT_SCALE_KEY, FRCNNDatasetMapper  # noqa: F401
 from .shapes import (  # noqa: F401
     SHAPES_CLASSES,
     generate_shapes_dataset,

@@ -5,18 +5,24 @@ differently from detectron2's RPN:
 
 * anchor labels: with ``MODEL.RPN.BOUNDARY_THRESH >= 0`` only the anchors inside the image take
   part in matching, so each GT's best anchor (ties included) is its best *inside* anchor, as in
-  the paper; the others are ignored (-1);
+  the paper; the others are ignored (-1). A GT's best anchors are promoted only when their IoU
+  is above ``MODEL.RPN.BEST_ANCHOR_MIN_IOU`` (0: a GT that overlaps no inside anchor promotes
+  none; see :mod:`frcnn_plugin.modeling.matcher`);
 * sampling: through an injected sampler object (``self.sampler``,
   :mod:`frcnn_plugin.modeling.sampling`);
 * loss normalization: ``MODEL.RPN.LOSS_NORMALIZATION`` ("detectron2", "paper", "positives") with
   the box-term weight ``MODEL.RPN.LOSS_LAMBDA``;
-* proposals: the minimum size can be measured in original-image pixels
-  (``MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS``; needs ``FRCNNGeneralizedRCNN``);
+* proposals: ``MODEL.RPN.PROPOSAL_ORDER`` "paper" (decode, clip, drop boxes with a side below
+  the minimum size (sides equal to it kept), top-k by score, NMS, top-k) or "detectron2"
+  (detectron2's :func:`find_top_rpn_proposals`: top-k first, then clip, then drop boxes whose
+  side is not greater than the minimum, NMS, top-k). The minimum size can be measured in
+  original-image pixels (``MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS``; needs
+  ``FRCNNGeneralizedRCNN``);
 * RPN heads with one sigmoid logit per anchor (detectron2's ``StandardRPNHead``) or two softmax
   scores per anchor (``SoftmaxRPNHead``, the paper's).
 
-Everything else (top-k before/after NMS, NMS, clipping, box coding) is detectron2's
-:func:`find_top_rpn_proposals` and :class:`Box2BoxTransform`.
+Box coding (:class:`Box2BoxTransform`), NMS (:func:`batched_nms`) and the "detectron2" proposal
+order (:func:`find_top_rpn_proposals`) are detectron2's.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -26,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import cat, nonzero_tuple
+from detectron2.layers import batched_nms, cat, nonzero_tuple
 from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
@@ -34,14 +40,24 @@ from detectron2.modeling.proposal_generator.rpn import RPN, RPN_HEAD_REGISTRY, S
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
+from .matcher import BestAnchorMatcher
 from .sampling import build_sampler
 
-__all__ = ["FRCNNRPN", "SoftmaxRPNHead", "LOSS_NORMALIZATIONS", "resize_scale"]
+__all__ = [
+    "FRCNNRPN",
+    "SoftmaxRPNHead",
+    "LOSS_NORMALIZATIONS",
+    "PROPOSAL_ORDERS",
+    "find_top_proposals_paper_order",
+    "resize_scale",
+]
 
 # "detectron2": both terms / (BATCH_SIZE_PER_IMAGE * images);
 # "paper": class term / sampled anchors, box term * LOSS_LAMBDA / anchor locations;
 # "positives" (the walk-through): class term / sampled anchors, box term * LOSS_LAMBDA / positives.
 LOSS_NORMALIZATIONS = ("detectron2", "paper", "positives")
+# "paper": clip, drop small, top-k, NMS, top-k; "detectron2": find_top_rpn_proposals.
+PROPOSAL_ORDERS = ("paper", "detectron2")
 
 
 @RPN_HEAD_REGISTRY.register()
@@ -66,6 +82,76 @@ class SoftmaxRPNHead(StandardRPNHead):
         self.objectness_logits = nn.Conv2d(hidden, 2 * num_anchors, kernel_size=1, stride=1)
         nn.init.normal_(self.objectness_logits.weight, std=0.01)
         nn.init.constant_(self.objectness_logits.bias, 0)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        name = cfg.MODEL.PROPOSAL_GENERATOR.NAME
+        registered = name in PROPOSAL_GENERATOR_REGISTRY
+        generator = PROPOSAL_GENERATOR_REGISTRY.get(name) if registered else None
+        if not (isinstance(generator, type) and issubclass(generator, FRCNNRPN)):
+            raise ValueError(
+                "MODEL.RPN.HEAD_NAME='SoftmaxRPNHead' gives two scores per anchor, which only "
+                "FRCNNRPN reads; MODEL.PROPOSAL_GENERATOR.NAME={!r} is not allowed with it. "
+                "Allowed: MODEL.PROPOSAL_GENERATOR.NAME 'FRCNNRPN' (or a subclass), or "
+                "MODEL.RPN.HEAD_NAME 'StandardRPNHead' (one sigmoid logit per anchor)".format(name)
+            )
+        return super().from_config(cfg, input_shape)
+
+
+def find_top_proposals_paper_order(
+    proposals: List[torch.Tensor],
+    pred_objectness_logits: List[torch.Tensor],
+    image_sizes: List[Tuple[int, int]],
+    nms_thresh: float,
+    pre_nms_topk: int,
+    post_nms_topk: int,
+    min_box_size: float,
+    training: bool,
+) -> List[Instances]:
+    """The paper's proposal layer, with the arguments and result of detectron2's
+    :func:`find_top_rpn_proposals`: per image and level, drop non-finite boxes (an error in
+    training, as detectron2), clip to the image, drop boxes with a side below ``min_box_size``
+    (sides equal to it are kept; empty boxes always go), keep the ``pre_nms_topk`` best scored;
+    then NMS per level (:func:`batched_nms`) and the ``post_nms_topk`` best over all levels.
+
+    Args:
+        proposals (list[Tensor]): per level, (N, Hi*Wi*A, 4) decoded boxes (XYXY, input pixels).
+        pred_objectness_logits (list[Tensor]): per level, (N, Hi*Wi*A) ranking scores.
+        image_sizes (list[tuple]): per image, (h, w) of the input.
+
+    Returns:
+        list[Instances]: per image, ``proposal_boxes`` and ``objectness_logits``, sorted by
+        score, at most ``post_nms_topk``.
+    """
+    results = []
+    for n, image_size in enumerate(image_sizes):
+        boxes, scores, levels = [], [], []
+        for level, (proposals_i, logits_i) in enumerate(zip(proposals, pred_objectness_logits)):
+            b, s = Boxes(proposals_i[n]), logits_i[n]
+            valid = torch.isfinite(b.tensor).all(dim=1) & torch.isfinite(s)
+            if not bool(valid.all()):
+                if training:
+                    raise FloatingPointError(
+                        "Predicted boxes or scores contain Inf/NaN. Training has diverged."
+                    )
+                b, s = b[valid], s[valid]
+            b.clip(image_size)
+            widths, heights = b.tensor[:, 2] - b.tensor[:, 0], b.tensor[:, 3] - b.tensor[:, 1]
+            keep = (widths >= min_box_size) & (heights >= min_box_size)
+            keep &= (widths > 0) & (heights > 0)
+            b, s = b[keep], s[keep]
+            s, order = s.sort(descending=True)
+            s, order = s[:pre_nms_topk], order[:pre_nms_topk]
+            boxes.append(b.tensor[order])
+            scores.append(s)
+            levels.append(torch.full_like(order, level))
+        boxes, scores, levels = cat(boxes), cat(scores), cat(levels)
+        keep = batched_nms(boxes, scores, levels, nms_thresh)[:post_nms_topk]
+        res = Instances(image_size)
+        res.proposal_boxes = Boxes(boxes[keep])
+        res.objectness_logits = scores[keep]
+        results.append(res)
+    return results
 
 
 def resize_scale(image_size: Tuple[int, int], original_size: Tuple[int, int]) -> float:
@@ -98,6 +184,8 @@ class FRCNNRPN(RPN):
         loss_normalization: str = "paper",
         loss_lambda: float = 10.0,
         min_size_in_original_pixels: bool = True,
+        best_anchor_min_iou: float = 0.0,
+        proposal_order: str = "paper",
         **kwargs,
     ):
         """
@@ -112,9 +200,32 @@ class FRCNNRPN(RPN):
                 pixels (scaled per image by the resize factor, as the paper) instead of input
                 pixels (detectron2). Needs ``images.original_sizes`` (FRCNNGeneralizedRCNN)
                 when ``min_box_size > 0``.
+            best_anchor_min_iou (float): a GT's best anchors (ties included) become positive
+                only if their IoU with it is greater than this (the anchor matcher becomes a
+                :class:`BestAnchorMatcher`); < 0: whatever their IoU (py-faster-rcnn).
+            proposal_order (str): one of :data:`PROPOSAL_ORDERS`: "paper" (clip, drop sides
+                below the minimum, top-k, NMS, top-k) or "detectron2"
+                (:func:`find_top_rpn_proposals`: top-k, clip, drop sides <= the minimum,
+                NMS, top-k).
             kwargs: the arguments of detectron2's :class:`RPN`.
         """
         super().__init__(**kwargs)
+        if proposal_order not in PROPOSAL_ORDERS:
+            raise ValueError(
+                "MODEL.RPN.PROPOSAL_ORDER={!r} is invalid; allowed: {}".format(
+                    proposal_order, list(PROPOSAL_ORDERS)
+                )
+            )
+        self.proposal_order = proposal_order
+        if not isinstance(self.anchor_matcher, BestAnchorMatcher):
+            self.anchor_matcher = BestAnchorMatcher.from_matcher(
+                self.anchor_matcher, best_anchor_min_iou
+            )
+        elif best_anchor_min_iou != self.anchor_matcher.min_iou:
+            raise ValueError(
+                "best_anchor_min_iou={!r} contradicts the given anchor_matcher's min_iou={!r}; "
+                "allowed: give one of them".format(best_anchor_min_iou, self.anchor_matcher.min_iou)
+            )
         if loss_normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(
                 "MODEL.RPN.LOSS_NORMALIZATION={!r} is invalid; allowed: {}".format(
@@ -158,6 +269,8 @@ class FRCNNRPN(RPN):
         ret["min_size_in_original_pixels"] = (
             cfg.MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS
         )
+        ret["best_anchor_min_iou"] = rpn.BEST_ANCHOR_MIN_IOU
+        ret["proposal_order"] = rpn.PROPOSAL_ORDER
         return ret
 
     # ----------------------------------------------------------------------------- labels
@@ -182,7 +295,8 @@ class FRCNNRPN(RPN):
         With ``anchor_boundary_thresh >= 0`` only the anchors inside the image (up to that
         margin) are matched; the others get label -1. Among the matched anchors: 1 if the
         IoU with some GT >= the high threshold (0.7) or the anchor is a GT's best (ties
-        included), 0 if the max IoU < the low threshold (0.3), -1 otherwise.
+        included) with an IoU above ``anchor_matcher.min_iou``, 0 if the max IoU < the low
+        threshold (0.3), -1 otherwise.
 
         Returns:
             matched_idxs (Tensor): (R,) int64, index of the matched GT (0 where unmatched).
@@ -363,7 +477,9 @@ class FRCNNRPN(RPN):
         image_size: Tuple[int, int],
         min_size: float,
     ) -> List[Instances]:
-        """detectron2's :func:`find_top_rpn_proposals` for one image, with the same result.
+        """The proposals of one image in ``self.proposal_order``
+        (:func:`find_top_proposals_paper_order` or detectron2's :func:`find_top_rpn_proposals`),
+        with the same result as that function.
 
         With one feature map, NMS first runs on the ``NMS_PREFIX_FACTOR * post_nms_topk``
         best-scored boxes only (when that is at most half of ``pre_nms_topk``, as at test time:
@@ -373,9 +489,14 @@ class FRCNNRPN(RPN):
         (1/2)^2 of the NMS work extra). NMS dominates the RPN's time outside its layers.
         """
         pre, post = self.pre_nms_topk[self.training], self.post_nms_topk[self.training]
+        find = (
+            find_top_proposals_paper_order
+            if self.proposal_order == "paper"
+            else find_top_rpn_proposals
+        )
 
         def run(pre_nms_topk):
-            return find_top_rpn_proposals(
+            return find(
                 proposals, scores, [image_size], self.nms_thresh, pre_nms_topk, post, min_size,
                 self.training,
             )
@@ -396,8 +517,8 @@ class FRCNNRPN(RPN):
         min_box_sizes: Optional[Sequence[float]] = None,
     ) -> List[Instances]:
         """:meth:`RPN.predict_proposals` with an optional per-image minimum size (input
-        pixels; default ``self.min_box_size``): decode, clip, drop small boxes, top-k, NMS,
-        top-k, by detectron2's :func:`find_top_rpn_proposals`."""
+        pixels; default ``self.min_box_size``), in ``self.proposal_order``
+        (see :meth:`_top_proposals`)."""
         if min_box_sizes is None:
             min_box_sizes = [self.min_box_size] * len(image_sizes)
         with torch.no_grad():
