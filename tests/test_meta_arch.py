@@ -20,7 +20,9 @@ DEMO = "vgg16_frcnn_shapes_demo.yaml"
 class TestInputScale(unittest.TestCase):
     def test_crop_then_resize(self):
         # a 200 x 300 crop of an 800 x 600 image, resized to 400 x 600: 2 input px per pixel
-        t = T.TransformList([T.CropTransform(100, 50, 300, 200), T.ResizeTransform(200, 300, 400, 600)])
+        t = T.TransformList(
+            [T.CropTransform(100, 50, 300, 200), T.ResizeTransform(200, 300, 400, 600)]
+        )
         self.assertEqual(input_scale(t), (2.0, 2.0))
 
     def test_resize_flip_and_unequal_scales(self):
