@@ -134,8 +134,8 @@ def add_frcnn_config(cfg):
     _C.MODEL.ROI_HEADS.SAMPLER.NAME = "BalancedRandomSampler"
     # Seed of the sampler's own generator; < 0 = torch's global RNG (as detectron2).
     _C.MODEL.ROI_HEADS.SAMPLER.SEED = -1
-    # Background IoU lower bound: proposals with IoU < it are ignored (walk-through: 0.0,
-    # py-faster-rcnn: 0.1); must be below MODEL.ROI_HEADS.IOU_THRESHOLDS[0].
+    # Deprecated (removed in the next release): a background IoU lower bound lo > 0 warns and
+    # becomes detectron2's IOU_THRESHOLDS [lo, 0.5] with IOU_LABELS [-1, 0, 1].
     _C.MODEL.ROI_HEADS.BG_IOU_LO = 0.0
 
     # ---------------------------------------------------------------------------------------

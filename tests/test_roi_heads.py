@@ -12,7 +12,7 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
-from frcnn_plugin.modeling.roi_heads import FRCNNROIHeads, build_proposal_matcher
+from frcnn_plugin.modeling.roi_heads import FRCNNROIHeads
 from frcnn_plugin.modeling.sampling import BalancedRandomSampler
 from tests.conftest import load_config
 
@@ -109,22 +109,25 @@ class TestWalkThroughROIHeads(unittest.TestCase):
                                     self.gt.gt_boxes.tensor.sort(0).values))
 
     def test_background_iou_lower_bound_ignores_low_overlaps(self):
-        heads = build_heads("MODEL.ROI_HEADS.BG_IOU_LO", "0.1")
+        heads = build_heads("MODEL.ROI_HEADS.IOU_THRESHOLDS", "[0.1, 0.5]",
+                            "MODEL.ROI_HEADS.IOU_LABELS", "[-1, 0, 1]")
         sampled, _ = self.sample(heads=heads)
         bg = sampled.gt_classes == NUM_CLASSES
         best = pairwise_iou(sampled.proposal_boxes, self.gt.gt_boxes).max(dim=1).values
         self.assertTrue(bool(((best[bg] >= 0.1) & (best[bg] < 0.5)).all()))
         self.assertEqual(len(sampled), 128)
-        # with 0.0 (the walk-through) low-overlap proposals are background
+        # with [0.5] / [0, 1] (the walk-through) low-overlap proposals are background
         sampled, _ = self.sample()
         best = pairwise_iou(sampled.proposal_boxes, self.gt.gt_boxes).max(dim=1).values
         self.assertTrue(bool((best[sampled.gt_classes == NUM_CLASSES] < 0.1).any()))
 
-    def test_matcher_labels_and_validation(self):
-        m = build_proposal_matcher([0.5], [0, 1], 0.1)
-        _, labels = m(torch.tensor([[0.05, 0.1, 0.3, 0.5, 0.9]]))
+    def test_deprecated_bg_iou_lo_warns_and_becomes_detectron2_keys(self):
+        with self.assertWarnsRegex(FutureWarning, r"BG_IOU_LO is deprecated.*IOU_THRESHOLDS "
+                                   r"\[0\.1, 0\.5\] with IOU_LABELS \[-1, 0, 1\]"):
+            heads = build_heads("MODEL.ROI_HEADS.BG_IOU_LO", "0.1")
+        _, labels = heads.proposal_matcher(torch.tensor([[0.05, 0.1, 0.3, 0.5, 0.9]]))
         self.assertEqual(labels.tolist(), [-1, 0, 0, 1, 1])
-        _, labels = build_proposal_matcher([0.5], [0, 1], 0.0)(torch.tensor([[0.0, 0.49, 0.5]]))
+        _, labels = self.heads.proposal_matcher(torch.tensor([[0.0, 0.49, 0.5]]))
         self.assertEqual(labels.tolist(), [0, 0, 1])
         for value in ("0.5", "-0.1"):
             with self.assertRaises(ValueError) as ctx:

@@ -13,8 +13,8 @@
 
 What torchvision cannot express and therefore stays torchvision's own: its RPN head (one sigmoid
 logit per anchor), RPN loss normalization (per sampled anchor), proposal minimum size (1e-3 in
-input pixels), cross-boundary anchors (kept in training), and the ignore band below
-``MODEL.ROI_HEADS.BG_IOU_LO`` (none).
+input pixels), cross-boundary anchors (kept in training), and an ignore band below the
+background IoU (``MODEL.ROI_HEADS.IOU_LABELS`` starting with -1; none).
 """
 from collections import OrderedDict
 from typing import Dict, List, Tuple

@@ -1,12 +1,14 @@
 """The paper's Fast R-CNN heads as a subclass of detectron2's :class:`StandardROIHeads`.
 
 ``FRCNNROIHeads`` (``MODEL.ROI_HEADS.NAME: "FRCNNROIHeads"``) changes only how proposals are
-labelled and sampled for training:
+sampled for training: through an injected sampler object (``self.sampler``, 128 RoIs, <= 25 %
+foreground).
 
-* foreground: IoU >= ``MODEL.ROI_HEADS.IOU_THRESHOLDS`` (0.5); background: IoU in
-  [``MODEL.ROI_HEADS.BG_IOU_LO``, 0.5); proposals with IoU < BG_IOU_LO are ignored (-1)
-  (0.0 in the walk-through, 0.1 in py-faster-rcnn);
-* sampling through an injected sampler object (``self.sampler``, 128 RoIs, <= 25 % foreground).
+Labels are detectron2's proposal :class:`Matcher` on ``MODEL.ROI_HEADS.IOU_THRESHOLDS`` /
+``IOU_LABELS``: the paper's ``[0.5]`` / ``[0, 1]`` (foreground from 0.5, background below, the
+walk-through), or py-faster-rcnn's background band with ``[0.1, 0.5]`` / ``[-1, 0, 1]``
+(IoU below 0.1 ignored). The plugin's former key ``MODEL.ROI_HEADS.BG_IOU_LO`` still works in
+this release, with a deprecation warning, by turning into that form.
 
 GT boxes appended to the proposals (PROPOSAL_APPEND_GT), RoI pooling (ROIPooler, POOLER_TYPE
 "ROIPool" or "ROIAlign"/"ROIAlignV2"), the box head, class-specific box regression
@@ -14,7 +16,8 @@ GT boxes appended to the proposals (PROPOSAL_APPEND_GT), RoI pooling (ROIPooler,
 TEST.DETECTIONS_PER_IMAGE) are StandardROIHeads'. detectron2's statistics
 ``roi_head/num_fg_samples`` and ``roi_head/num_bg_samples`` are logged as before.
 """
-from typing import Sequence, Tuple
+import warnings
+from typing import List, Sequence, Tuple
 
 import torch
 
@@ -24,44 +27,41 @@ from detectron2.modeling.matcher import Matcher
 
 from .sampling import build_sampler
 
-__all__ = ["FRCNNROIHeads", "build_proposal_matcher"]
+__all__ = ["FRCNNROIHeads", "iou_thresholds_with_bg_lo"]
 
 
-def build_proposal_matcher(
-    iou_thresholds: Sequence[float], iou_labels: Sequence[int], bg_iou_lo: float = 0.0
-) -> Matcher:
-    """detectron2's proposal Matcher with an extra "ignore" band below ``bg_iou_lo``.
-
-    Args:
-        iou_thresholds, iou_labels: MODEL.ROI_HEADS.IOU_THRESHOLDS / IOU_LABELS
-            (the paper: [0.5] / [0, 1]: background below 0.5, foreground from 0.5).
-        bg_iou_lo (float): in [0, iou_thresholds[0]); IoU below it gets label -1 (ignore).
-            0 keeps detectron2's matcher as it is.
-
-    Returns:
-        Matcher: labels -1 (ignore), 0 (background), 1 (foreground).
-    """
+def iou_thresholds_with_bg_lo(
+    iou_thresholds: Sequence[float], iou_labels: Sequence[int], bg_iou_lo: float
+) -> Tuple[List[float], List[int]]:
+    """Turn the deprecated ``MODEL.ROI_HEADS.BG_IOU_LO`` into detectron2's own form: an ignore
+    band below ``bg_iou_lo`` is ``IOU_THRESHOLDS [bg_iou_lo] + thresholds`` with
+    ``IOU_LABELS [-1] + labels``. 0 changes nothing."""
     iou_thresholds, iou_labels = list(iou_thresholds), list(iou_labels)
-    if not 0.0 <= bg_iou_lo < iou_thresholds[0]:
+    if bg_iou_lo == 0:
+        return iou_thresholds, iou_labels
+    if not 0.0 < bg_iou_lo < iou_thresholds[0] or iou_labels[0] != 0:
         raise ValueError(
-            "MODEL.ROI_HEADS.BG_IOU_LO={!r} is invalid; allowed: a number in [0, {}) (below "
-            "MODEL.ROI_HEADS.IOU_THRESHOLDS[0]; the walk-through: 0.0, py-faster-rcnn: "
-            "0.1)".format(bg_iou_lo, iou_thresholds[0])
-        )
-    if bg_iou_lo > 0:
-        if iou_labels[0] != 0:
-            raise ValueError(
-                "MODEL.ROI_HEADS.BG_IOU_LO={!r} needs MODEL.ROI_HEADS.IOU_LABELS to start with 0 "
-                "(background), got {!r}".format(bg_iou_lo, iou_labels)
+            "MODEL.ROI_HEADS.BG_IOU_LO={!r} is invalid with IOU_THRESHOLDS={!r}, IOU_LABELS={!r}; "
+            "allowed: a number in [0, IOU_THRESHOLDS[0]) with IOU_LABELS starting with 0. "
+            "Better: drop BG_IOU_LO (deprecated) and write the band in detectron2's keys, e.g. "
+            "IOU_THRESHOLDS [0.1, 0.5] with IOU_LABELS [-1, 0, 1]".format(
+                bg_iou_lo, iou_thresholds, iou_labels
             )
-        iou_thresholds, iou_labels = [bg_iou_lo] + iou_thresholds, [-1] + iou_labels
-    return Matcher(iou_thresholds, iou_labels, allow_low_quality_matches=False)
+        )
+    warnings.warn(
+        "MODEL.ROI_HEADS.BG_IOU_LO is deprecated and will be removed in the next release; "
+        "write MODEL.ROI_HEADS.IOU_THRESHOLDS {} with IOU_LABELS {} instead".format(
+            [bg_iou_lo] + iou_thresholds, [-1] + iou_labels
+        ),
+        FutureWarning,
+        stacklevel=2,
+    )
+    return [bg_iou_lo] + iou_thresholds, [-1] + iou_labels
 
 
 @ROI_HEADS_REGISTRY.register()
 class FRCNNROIHeads(StandardROIHeads):
-    """StandardROIHeads whose proposal sampler is an injected object (``self.sampler``) and
-    whose matcher can ignore proposals with IoU below ``MODEL.ROI_HEADS.BG_IOU_LO``."""
+    """StandardROIHeads whose proposal sampler is an injected object (``self.sampler``)."""
 
     @configurable
     def __init__(self, *, sampler=None, **kwargs):
@@ -86,9 +86,11 @@ class FRCNNROIHeads(StandardROIHeads):
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         heads = cfg.MODEL.ROI_HEADS
-        ret["proposal_matcher"] = build_proposal_matcher(
-            heads.IOU_THRESHOLDS, heads.IOU_LABELS, heads.BG_IOU_LO
-        )
+        if heads.get("BG_IOU_LO", 0.0):
+            thresholds, labels = iou_thresholds_with_bg_lo(
+                heads.IOU_THRESHOLDS, heads.IOU_LABELS, heads.BG_IOU_LO
+            )
+            ret["proposal_matcher"] = Matcher(thresholds, labels, allow_low_quality_matches=False)
         ret["sampler"] = build_sampler(
             heads.SAMPLER,
             batch_size_per_image=heads.BATCH_SIZE_PER_IMAGE,
