@@ -143,6 +143,24 @@ class TestPeers(unittest.TestCase):
         self.assertEqual(pool.spatial_scale, 1 / 16)
         self.assertEqual(tv.roi_heads.box_head.fc6.in_features, 512 * 7 * 7)
         self.assertEqual(tv.roi_heads.box_head.fc7.out_features, box.FC_DIM)
+        # the plugin's VGGFCHead with TwoMLPHead's parameters and initialization: without
+        # dropout the same function as torchvision's TwoMLPHead; weights not N(0, 0.01)
+        from torchvision.models.detection.faster_rcnn import TwoMLPHead
+
+        head = tv.roi_heads.box_head
+        ref = TwoMLPHead(512 * 7 * 7, box.FC_DIM)
+        self.assertEqual({k: v.shape for k, v in ref.state_dict().items()},
+                         {k: v.shape for k, v in head.state_dict().items()})
+        bound = 1 / (512 * 7 * 7) ** 0.5  # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
+        self.assertLessEqual(head.fc6.weight.abs().max().item(), bound)  # N(0, 0.01) exceeds it
+        ref.load_state_dict(head.state_dict())
+        x = torch.randn(3, 512, 7, 7)
+        was = head.training
+        try:
+            head.eval()
+            torch.testing.assert_close(head(x), ref(x))
+        finally:
+            head.train(was)
         self.assertEqual(tv.roi_heads.box_predictor.cls_score.out_features, heads.NUM_CLASSES + 1)
         self.assertEqual(tv.roi_heads.score_thresh, heads.SCORE_THRESH_TEST)
         self.assertEqual(tv.roi_heads.nms_thresh, heads.NMS_THRESH_TEST)

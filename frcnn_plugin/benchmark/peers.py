@@ -26,9 +26,12 @@ from torchvision import ops
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_anchor_generator, build_backbone
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
+
+from ..modeling.box_head import VGGFCHead
 
 __all__ = [
     "MODEL_KINDS",
@@ -166,20 +169,17 @@ class SingleLevelRoIPool(MultiScaleRoIAlign):
         return self.pool(x[self.feature], boxes)
 
 
-class _FCHead(nn.Module):
-    """torchvision's ``TwoMLPHead`` (fc6, fc7 + ReLU) with optional dropout after each ReLU,
-    as VGG's classifier and the plugin's ``VGGFCHead`` (``MODEL.ROI_BOX_HEAD.DROPOUT``)."""
-
-    def __init__(self, in_channels: int, representation_size: int, dropout: float = 0.0):
-        super().__init__()
-        self.fc6 = nn.Linear(in_channels, representation_size)
-        self.fc7 = nn.Linear(representation_size, representation_size)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def forward(self, x):
-        x = x.flatten(start_dim=1)
-        x = self.dropout(torch.relu(self.fc6(x)))
-        return self.dropout(torch.relu(self.fc7(x)))
+def _torchvision_box_head(in_channels: int, resolution: int, fc_dim: int, dropout: float):
+    """fc6/fc7 + ReLU for the torchvision peer: the plugin's :class:`VGGFCHead` (torchvision's
+    ``TwoMLPHead`` has no dropout, which VGG's classifier and ``MODEL.ROI_BOX_HEAD.DROPOUT``
+    have), with ``nn.Linear``'s default initialization, as ``TwoMLPHead``'s."""
+    head = VGGFCHead(
+        ShapeSpec(channels=in_channels, height=resolution, width=resolution), fc_dim=fc_dim,
+        dropout=dropout,
+    )
+    for fc in (head.fc6, head.fc7):
+        fc.reset_parameters()
+    return head
 
 
 def build_torchvision_peer(cfg) -> "TorchvisionFasterRCNN":
@@ -228,8 +228,10 @@ def build_torchvision_peer(cfg) -> "TorchvisionFasterRCNN":
         box_roi_pool=SingleLevelRoIPool(
             feature, box.POOLER_TYPE, res, 1.0 / stride, box.POOLER_SAMPLING_RATIO
         ),
-        box_head=_FCHead(backbone.out_channels * res * res, fc_dim,
-                         box.get("DROPOUT", 0.0) if box.NAME == "VGGFCHead" else 0.0),
+        box_head=_torchvision_box_head(
+            backbone.out_channels, res, fc_dim,
+            box.get("DROPOUT", 0.0) if box.NAME == "VGGFCHead" else 0.0,
+        ),
         box_predictor=FastRCNNPredictor(fc_dim, heads.NUM_CLASSES + 1),
         box_score_thresh=heads.SCORE_THRESH_TEST,
         box_nms_thresh=heads.NMS_THRESH_TEST,

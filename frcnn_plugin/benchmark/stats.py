@@ -4,11 +4,11 @@ import platform
 import statistics
 from typing import Dict, Iterable, Optional
 
+import numpy as np
 import torch
 
 __all__ = [
     "summarize",
-    "percentile",
     "read_proc_status_mb",
     "reset_peak_memory",
     "peak_memory",
@@ -16,24 +16,15 @@ __all__ = [
 ]
 
 
-def percentile(values: Iterable[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) with linear interpolation (numpy's default)."""
-    xs = sorted(values)
-    if not xs:
-        raise ValueError("percentile of an empty list")
-    pos = (len(xs) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
 def summarize(values: Iterable[float]) -> Dict[str, float]:
     """{"n", "median", "p90", "mean", "min", "max"} of a non-empty list of numbers."""
     xs = [float(v) for v in values]
+    if not xs:
+        raise ValueError("summary of an empty list of measurements")
     return {
         "n": len(xs),
         "median": statistics.median(xs),
-        "p90": percentile(xs, 90),
+        "p90": float(np.percentile(xs, 90)),
         "mean": statistics.fmean(xs),
         "min": min(xs),
         "max": max(xs),
