@@ -144,15 +144,18 @@ class TestPeers(unittest.TestCase):
         self.assertEqual(tv.roi_heads.box_head.fc6.in_features, 512 * 7 * 7)
         self.assertEqual(tv.roi_heads.box_head.fc7.out_features, box.FC_DIM)
         # the plugin's VGGFCHead with TwoMLPHead's parameters and initialization: without
-        # dropout the same function as torchvision's TwoMLPHead; weights not N(0, 0.01)
+        # dropout the same function as torchvision's TwoMLPHead; fresh weights not N(0, 0.01)
         from torchvision.models.detection.faster_rcnn import TwoMLPHead
 
         head = tv.roi_heads.box_head
         ref = TwoMLPHead(512 * 7 * 7, box.FC_DIM)
         self.assertEqual({k: v.shape for k, v in ref.state_dict().items()},
                          {k: v.shape for k, v in head.state_dict().items()})
+        from frcnn_plugin.benchmark.peers import _torchvision_box_head
+
+        fresh = _torchvision_box_head(512, 7, 32, 0.0)
         bound = 1 / (512 * 7 * 7) ** 0.5  # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
-        self.assertLessEqual(head.fc6.weight.abs().max().item(), bound)  # N(0, 0.01) exceeds it
+        self.assertLessEqual(fresh.fc6.weight.abs().max().item(), bound)  # N(0, 0.01) exceeds it
         ref.load_state_dict(head.state_dict())
         x = torch.randn(3, 512, 7, 7)
         was = head.training
