@@ -250,7 +250,7 @@ class TestDropIn(unittest.TestCase):
         # 224x224: the 128-203 px anchors fit inside, so the paper's boundary rule keeps some.
         inputs = _inputs(224, [[[40, 30, 200, 180]], [[10, 20, 150, 140], [100, 90, 210, 220]]])
         _, losses = self._train_forward(model, gen, inputs)
-        self.assertGreater(float(losses["loss_rpn_cls"]), 0)
+        self.assertGreater(losses["loss_rpn_cls"].detach().item(), 0)
         self._cache_intact(gen)
 
     def test_rpn_r18_fpn(self):
@@ -264,7 +264,7 @@ class TestDropIn(unittest.TestCase):
         self.assertEqual(gen.sizes, [[32.0], [64.0], [128.0], [256.0], [512.0]])
         inputs = _inputs(128, [[[20, 30, 80, 100]], [[5, 5, 60, 50], [64, 70, 120, 124]]])
         _, losses = self._train_forward(model, gen, inputs)
-        self.assertGreater(float(losses["loss_rpn_cls"]), 0)
+        self.assertGreater(losses["loss_rpn_cls"].detach().item(), 0)
         self._cache_intact(gen)
 
     def test_retinanet_r18_octave(self):

@@ -70,7 +70,10 @@ class TestLaunch(unittest.TestCase):
         proc = run_launch("launch(train_with_nan_on_rank_1, 2, dist_url='auto', args=({!r}, "
                           "{!r}))".format(str(self.tmp / "out"), result), env=env)
         self.assertEqual(proc.returncode, 0, (proc.stdout + proc.stderr)[-3000:])
-        results = [json.load(open("{}.{}".format(result, r))) for r in (0, 1)]
+        results = []
+        for r in (0, 1):
+            with open("{}.{}".format(result, r)) as f:
+                results.append(json.load(f))
         # detectron2's comm sees 2 processes on one machine (the local process group is set up)
         self.assertEqual([r["layout"] for r in results], [[0, 2, 0, 2], [1, 2, 1, 2]])
         self.assertEqual([r["skipped_steps"] for r in results], [1, 1])

@@ -4,8 +4,10 @@
 #  1. creates the virtual environment (default: .venv in the repository root);
 #  2. installs torch 2.13.0 + torchvision 0.28.0 unless a working pair is already there;
 #  3. keeps an importable detectron2; else installs the one DETECTRON2_SOURCE names (a local
-#     checkout or a git URL); else builds detectron2 v0.6 as a pure-Python wheel from the
-#     sha256-pinned `pb1-detectron2` sdist (numpy<1.24, Pillow<10, setuptools<81 in that route);
+#     checkout, a local source archive such as detectron2-main.tar.gz, or a git URL), built with
+#     its C++ ops, non-editable and without build isolation; else builds detectron2 v0.6 as a
+#     pure-Python wheel from the sha256-pinned `pb1-detectron2` sdist (numpy<1.24, Pillow<10,
+#     setuptools<81 in that route only);
 #  4. installs this plugin in editable mode with its test extras;
 #  5. checks that torchvision.ops.nms runs and detectron2.modeling imports.
 #
@@ -14,7 +16,8 @@
 #   FRCNN_PYTHON        interpreter used to create it (default: python3)
 #   FRCNN_SYSTEM_SITE=1 create the venv with --system-site-packages, so that a torch and a
 #                       detectron2 installed system-wide are seen and kept
-#   DETECTRON2_SOURCE   a detectron2 checkout or git URL to install when none is importable
+#   DETECTRON2_SOURCE   a detectron2 checkout, source archive (.tar.gz/.tgz/.zip) or git URL
+#                       to install when none is importable
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -100,13 +103,32 @@ elif [ -n "${DETECTRON2_SOURCE:-}" ]; then
   src="$DETECTRON2_SOURCE"
   if [ -d "$src" ]; then
     log "installing detectron2 from the local checkout $src"
+  elif [ -f "$src" ]; then
+    case "$src" in
+      *.tar.gz|*.tgz|*.zip) ;;
+      *) die "DETECTRON2_SOURCE=$src is a file but not a source archive; allowed: a folder, a .tar.gz/.tgz/.zip archive or a git URL" ;;
+    esac
+    log "unpacking the detectron2 source archive $src"
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    case "$src" in
+      *.zip) "$PY" -m zipfile -e "$src" "$tmp/src" ;;
+      *) mkdir -p "$tmp/src" && tar -xzf "$src" -C "$tmp/src" ;;
+    esac || die "cannot unpack DETECTRON2_SOURCE=$src (corrupt or not an archive)"
+    setup_py="$(find "$tmp/src" -maxdepth 2 -name setup.py | head -n 1)"
+    [ -n "$setup_py" ] || die "DETECTRON2_SOURCE=$src holds no setup.py at its top (not a detectron2 source archive)"
+    src="$(dirname "$setup_py")"
+  elif [ -e "$src" ] || [ "${src#/}" != "$src" ] || [ "${src#.}" != "$src" ]; then
+    die "DETECTRON2_SOURCE=$src does not exist; allowed: a detectron2 folder, source archive or git URL"
   else
     case "$src" in git+*) ;; *) src="git+$src" ;; esac
     log "installing detectron2 from $src"
   fi
   # A source build compiles against the installed torch, hence no build isolation.
+  # Non-editable: a recent setuptools breaks `pip install -e` of detectron2 without isolation.
   "${PIP[@]}" install setuptools wheel ninja
-  "${PIP[@]}" install --no-build-isolation "$src" \
+  MAX_JOBS="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}" \
+    "${PIP[@]}" install --no-build-isolation "$src" \
     || die "could not install detectron2 from DETECTRON2_SOURCE=$DETECTRON2_SOURCE"
 else
   log "no detectron2 found and DETECTRON2_SOURCE unset: building the v0.6 pure-Python fallback"
