@@ -40,11 +40,24 @@ def train_with_nan_on_rank_1(out, result_path):
     trainer.resume_or_load(resume=False)
     if comm.get_rank() == 1:
         poison(trainer.model.module, {1})
-    trainer.train()
+    import logging
+
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("frcnn_plugin.engine.train_loop").addHandler(handler)
+    gathers = []  # the guard adds no collective: only the replica check's, one per iteration
+    all_gather = comm.all_gather
+    comm.all_gather = lambda *a, **k: (gathers.append(1), all_gather(*a, **k))[1]
+    try:
+        trainer.train()
+    finally:
+        comm.all_gather = all_gather
     with open("{}.{}".format(result_path, comm.get_rank()), "w") as f:
         json.dump({"layout": [comm.get_rank(), comm.get_world_size(), comm.get_local_rank(),
                               comm.get_local_size()],
-                   "skipped_steps": trainer._trainer.skipped_steps, "iter": trainer.iter}, f)
+                   "skipped_steps": trainer.nonfinite_guard.skipped_steps, "iter": trainer.iter,
+                   "all_gathers": len(gathers), "warnings": warnings}, f)
 
 
 def run_launch(snippet, timeout=240, env=None):
@@ -78,8 +91,12 @@ class TestLaunch(unittest.TestCase):
         self.assertEqual([r["layout"] for r in results], [[0, 2, 0, 2], [1, 2, 1, 2]])
         self.assertEqual([r["skipped_steps"] for r in results], [1, 1])
         self.assertEqual([r["iter"] for r in results], [3, 3])
-        self.assertIn("Non-finite loss at iteration 1: loss_cls=nan (rank 1); optimizer step "
-                      "skipped", proc.stdout + proc.stderr)
+        self.assertEqual([r["all_gathers"] for r in results], [3, 3])
+        rank0, rank1 = ([w.split(" (1 in a row")[0] for w in r["warnings"]] for r in results)
+        self.assertEqual(rank0, ["Non-finite loss at iteration 1: on another process (the "
+                                 "gradients carry it); optimizer step skipped"])
+        self.assertEqual(rank1, ["Non-finite loss at iteration 1: loss_cls=nan (rank 1); "
+                                 "optimizer step skipped"])
 
     def test_failing_rank_ends_job_with_clear_error(self):
         start = time.time()

@@ -4,7 +4,9 @@ plugin's reliability features (the README (Reliability)):
 * checked data (:mod:`frcnn_plugin.data.checks`) and skipped unreadable training images
   (:mod:`frcnn_plugin.data.mappers`);
 * crash-safe checkpoints (:class:`~frcnn_plugin.engine.checkpoint.AtomicCheckpointer`);
-* non-finite loss handling (:class:`~frcnn_plugin.engine.train_loop.GuardedTrainer`);
+* the non-finite loss policy and the skipped-sample counter, as a hook
+  (:class:`~frcnn_plugin.engine.train_loop.NonFiniteLossGuard`), with detectron2's own
+  ``SimpleTrainer`` or ``AMPTrainer``;
 * multi-process training on CPUs (DistributedDataParallel without ``device_ids``) and an optional
   replica check (:class:`~frcnn_plugin.engine.hooks.ReplicaSyncCheck`).
 """
@@ -21,17 +23,24 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
-from detectron2.engine import AMPTrainer, DefaultTrainer, TrainerBase, create_ddp_model
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    SimpleTrainer,
+    TrainerBase,
+    create_ddp_model,
+)
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..data import prepare_dataset
 from ..data.checks import load_test_dataset_dicts, load_train_dataset_dicts
+from ..data.dataset_mapper import FRCNNDatasetMapper
 from ..data.mappers import NameBadImages, SkipBadSamples
 from .checkpoint import AtomicCheckpointer
 from .hooks import ReplicaSyncCheck
-from .train_loop import GuardedTrainer
+from .train_loop import NonFiniteLossGuard
 from .vis_hook import maybe_add_vis_hook
 
 __all__ = ["Trainer", "build_evaluator", "has_detectron2_cpp_ops"]
@@ -82,9 +91,22 @@ class Trainer(DefaultTrainer):
     the reliability features listed in the module docstring."""
 
     def __init__(self, cfg):
-        """``DefaultTrainer.__init__`` (the same in detectron2 v0.6 and main) with three swaps:
-        a CPU-capable DistributedDataParallel, :class:`GuardedTrainer` for ``SimpleTrainer``,
-        and :class:`AtomicCheckpointer` for ``DetectionCheckpointer``."""
+        """``DefaultTrainer.__init__``, except for multi-process training on CPUs (see
+        :meth:`_init_cpu_distributed`)."""
+        self.nonfinite_guard = NonFiniteLossGuard(
+            cfg.SOLVER.NONFINITE_LOSS, cfg.SOLVER.NONFINITE_LOSS_MAX_SKIPS
+        )
+        if comm.get_world_size() > 1 and torch.device(cfg.MODEL.DEVICE).type == "cpu":
+            self._init_cpu_distributed(cfg)
+        else:
+            super().__init__(cfg)
+
+    def _init_cpu_distributed(self, cfg):
+        """``DefaultTrainer.__init__``'s steps (v0.6 and main alike) with one change: the model
+        goes to DistributedDataParallel without ``device_ids``. detectron2's
+        ``create_ddp_model``, called inside ``DefaultTrainer.__init__`` with no way to pass
+        arguments, sets ``device_ids=[local rank]``, which DistributedDataParallel refuses for a
+        CPU model; no method between building the model and wrapping it can be overridden."""
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
@@ -92,25 +114,27 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model(model, broadcast_buffers=False, **_ddp_device_kwargs(model))
-        if cfg.SOLVER.AMP.ENABLED:  # its GradScaler skips steps with non-finite gradients
-            self._trainer = AMPTrainer(model, data_loader, optimizer)
-        else:
-            self._trainer = GuardedTrainer(
-                model, data_loader, optimizer, nonfinite_loss=cfg.SOLVER.NONFINITE_LOSS,
-                max_consecutive_skips=cfg.SOLVER.NONFINITE_LOSS_MAX_SKIPS,
-            )
+        model = create_ddp_model(model, broadcast_buffers=False, device_ids=None)
+        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_class(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
+        """DefaultTrainer's hooks, with :class:`AtomicCheckpointer` as ``self.checkpointer``
+        (detectron2 sets a ``DetectionCheckpointer`` just before calling this), the
+        non-finite loss guard first (before the writers), the replica check and the picture
+        hook when configured."""
+        self.checkpointer = AtomicCheckpointer(
+            self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         hooks = super().build_hooks()
+        hooks.insert(0, self.nonfinite_guard)
         if self.cfg.SOLVER.SYNC_CHECK_PERIOD > 0 and comm.get_world_size() > 1:
-            hooks.insert(2, ReplicaSyncCheck(self.cfg.SOLVER.SYNC_CHECK_PERIOD))
+            hooks.insert(3, ReplicaSyncCheck(self.cfg.SOLVER.SYNC_CHECK_PERIOD))
         maybe_add_vis_hook(self, hooks)
         return hooks
 
@@ -144,10 +168,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        """detectron2's train loader over the checked data set, skipping unreadable images."""
+        """detectron2's train loader over the checked data set, skipping unreadable images;
+        :class:`FRCNNDatasetMapper` records each sample's crop/resize scale."""
         dataset = DatasetFromList(load_train_dataset_dicts(cfg), copy=False)
         mapper = SkipBadSamples(
-            DatasetMapper(cfg, True), dataset,
+            FRCNNDatasetMapper(cfg, True), dataset,
             max_consecutive=cfg.DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES, seed=max(cfg.SEED, 0),
         )
         return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset)
@@ -171,10 +196,3 @@ class Trainer(DefaultTrainer):
         iteration), which detectron2's DefaultTrainer only returns with TEST.EXPECTED_RESULTS."""
         super().train()
         return getattr(self, "_last_eval_results", None)
-
-
-def _ddp_device_kwargs(model):
-    """DistributedDataParallel takes no ``device_ids`` for a CPU model (detectron2's
-    ``create_ddp_model`` passes the local rank, which only suits GPU models)."""
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    return {"device_ids": None} if device.type == "cpu" else {}
