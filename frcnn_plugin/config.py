@@ -5,6 +5,7 @@ the plugin's own; detectron2's own keys keep detectron2's defaults here, and the
 ``configs/`` set the paper's values (see the README's configuration reference).
 """
 
+import copy
 import difflib
 import re
 
@@ -59,9 +60,28 @@ def load_frcnn_config(config_file, opts=()):
     return cfg
 
 
+def _nodes_only(node):
+    """A CfgNode with ``node``'s sub-nodes (recursively) and none of its values."""
+    return CN({k: _nodes_only(v) for k, v in node.items() if isinstance(v, CN)})
+
+
+def _add_missing(dst, src):
+    """Copy the keys of ``src`` that ``dst`` lacks into ``dst`` (recursively); keep the rest."""
+    for k, v in src.items():
+        if k not in dst:
+            dst[k] = copy.deepcopy(v)
+        elif isinstance(v, CN) and isinstance(dst[k], CN):
+            _add_missing(dst[k], v)
+
+
 def add_frcnn_config(cfg):
-    """Add frcnn_plugin's keys to ``cfg`` (in place). Safe to call more than once."""
-    _C = cfg
+    """Add frcnn_plugin's keys, with their defaults, to ``cfg`` (in place) and return it.
+
+    Idempotent: a key ``cfg`` already has keeps its value, so a second call does not undo what
+    was merged after the first one.
+    """
+    # The keys are written to an empty copy of cfg's node tree, then the missing ones copied.
+    _C = _nodes_only(cfg)
 
     # ---------------------------------------------------------------------------------------
     # VGG backbone (MODEL.BACKBONE.NAME: "build_vgg_backbone").
@@ -163,4 +183,5 @@ def add_frcnn_config(cfg):
     # Only predictions with a score >= this are drawn.
     _C.TEST.VIS_SCORE_THRESH = 0.5
 
+    _add_missing(cfg, _C)
     return cfg

@@ -1,0 +1,45 @@
+"""add_frcnn_config (frcnn_plugin.config)."""
+
+import unittest
+
+from detectron2.config import get_cfg
+
+from frcnn_plugin import add_frcnn_config
+
+
+class TestAddConfigTwice(unittest.TestCase):
+    def test_second_call_keeps_merged_values(self):
+        cfg = add_frcnn_config(get_cfg())
+        cfg.merge_from_list([
+            "MODEL.VGG.DEPTH", "11", "MODEL.VGG.OUT_FEATURES", "['conv4', 'conv5']",
+            "MODEL.RPN.SAMPLER.SEED", "3", "MODEL.ANCHOR_GENERATOR.SCALES", "[[1, 2]]",
+            "SOLVER.NONFINITE_LOSS", "skip", "TEST.VIS_PERIOD", "7",
+            "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "64",  # a detectron2 key
+        ])  # fmt: skip
+        again = add_frcnn_config(cfg)
+        self.assertIs(again, cfg)
+        self.assertEqual(cfg.MODEL.VGG.DEPTH, 11)
+        self.assertEqual(cfg.MODEL.VGG.OUT_FEATURES, ["conv4", "conv5"])
+        self.assertEqual(cfg.MODEL.RPN.SAMPLER.SEED, 3)
+        self.assertEqual(cfg.MODEL.RPN.SAMPLER.NAME, "BalancedRandomSampler")  # untouched
+        self.assertEqual(cfg.MODEL.ANCHOR_GENERATOR.SCALES, [[1, 2]])
+        self.assertEqual(cfg.SOLVER.NONFINITE_LOSS, "skip")
+        self.assertEqual(cfg.TEST.VIS_PERIOD, 7)
+        self.assertEqual(cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE, 64)
+
+    def test_missing_keys_and_nodes_are_added(self):
+        cfg = add_frcnn_config(get_cfg())
+        del cfg.MODEL["VGG"]  # a whole node
+        del cfg.MODEL.RPN.SAMPLER["SEED"]  # one key of a node
+        cfg.MODEL.ROI_HEADS.SAMPLER.SEED = 5
+        add_frcnn_config(cfg)
+        self.assertEqual(cfg.MODEL.VGG.DEPTH, 16)  # the documented defaults
+        self.assertEqual(cfg.MODEL.VGG.NORM, "")
+        self.assertEqual(cfg.MODEL.RPN.SAMPLER.SEED, -1)
+        self.assertEqual(cfg.MODEL.ROI_HEADS.SAMPLER.SEED, 5)
+
+    def test_defaults_do_not_alias_between_configs(self):
+        a = add_frcnn_config(get_cfg())
+        b = add_frcnn_config(get_cfg())
+        a.MODEL.VGG.OUT_FEATURES.append("conv4")
+        self.assertEqual(b.MODEL.VGG.OUT_FEATURES, ["conv5"])
