@@ -7,9 +7,12 @@ the plugin's own; detectron2's own keys keep detectron2's defaults here, and the
 
 import copy
 import difflib
+import os
 import re
 
 from detectron2.config import CfgNode as CN
+
+from .cli import ConfigError, MissingFileError
 
 __all__ = ["add_frcnn_config", "explain_merge_error", "load_frcnn_config"]
 
@@ -44,10 +47,22 @@ def explain_merge_error(cfg, error, source):
 
 def load_frcnn_config(config_file, opts=()):
     """``get_cfg()`` + :func:`add_frcnn_config` + ``config_file`` + ``KEY VALUE`` ``opts``
-    (unfrozen). A bad key or value raises ``ValueError`` with :func:`explain_merge_error`'s
-    message: where it came from and the closest valid keys."""
+    (unfrozen).
+
+    Raises:
+        MissingFileError: ``config_file`` (a local path) does not exist.
+        ConfigError: a bad key or value (a ``ValueError``), with :func:`explain_merge_error`'s
+            message: where it came from and the closest valid keys.
+    """
     from detectron2.config import get_cfg
 
+    if not config_file:
+        raise ConfigError("No config file given (--config-file); allowed: a YAML file, e.g. "
+                          "configs/vgg16_frcnn.yaml")
+    if "://" not in config_file and not os.path.isfile(config_file):
+        raise MissingFileError(
+            "Config file not found: {}; allowed: an existing YAML file, e.g. "
+            "configs/vgg16_frcnn.yaml".format(config_file))
     cfg = add_frcnn_config(get_cfg())
     for source, merge, what in (
         (config_file, cfg.merge_from_file, config_file),
@@ -56,7 +71,7 @@ def load_frcnn_config(config_file, opts=()):
         try:
             merge(what)
         except (KeyError, AssertionError, ValueError, TypeError) as e:
-            raise ValueError(explain_merge_error(cfg, e, source)) from None
+            raise ConfigError(explain_merge_error(cfg, e, source)) from None
     return cfg
 
 

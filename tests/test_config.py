@@ -1,10 +1,13 @@
-"""add_frcnn_config (frcnn_plugin.config)."""
+"""add_frcnn_config and the config checks (frcnn_plugin.config, frcnn_plugin.config_checks)."""
 
 import unittest
 
 from detectron2.config import get_cfg
 
 from frcnn_plugin import add_frcnn_config
+from frcnn_plugin.cli import ConfigError
+from frcnn_plugin.config_checks import config_errors
+from tests.conftest import load_config
 
 
 class TestAddConfigTwice(unittest.TestCase):
@@ -43,3 +46,30 @@ class TestAddConfigTwice(unittest.TestCase):
         b = add_frcnn_config(get_cfg())
         a.MODEL.VGG.OUT_FEATURES.append("conv4")
         self.assertEqual(b.MODEL.VGG.OUT_FEATURES, ["conv5"])
+
+
+class TestConfigErrors(unittest.TestCase):
+    """config_errors: what components reject while they are built becomes a ConfigError."""
+
+    def test_value_naming_a_key_and_unregistered_name(self):
+        from detectron2.modeling import build_model
+
+        cfg = load_config("vgg16_frcnn_shapes_demo.yaml", "MODEL.VGG.DEPTH", "17")
+        with self.assertRaisesRegex(ConfigError, r"MODEL.VGG.DEPTH=17 .*allowed: \[11, 13, 16, 19"):
+            with config_errors(cfg):
+                build_model(cfg)
+        cfg = load_config("vgg16_frcnn_shapes_demo.yaml", "MODEL.RPN.HEAD_NAME", "SoftmaxHead")
+        with self.assertRaisesRegex(ConfigError, "MODEL.RPN.HEAD_NAME='SoftmaxHead' is not "
+                                    "registered in detectron2's RPN_HEAD_REGISTRY; allowed: "
+                                    ".*SoftmaxRPNHead, StandardRPNHead"):
+            with config_errors(cfg):
+                build_model(cfg)
+
+    def test_other_errors_pass_unchanged(self):
+        cfg = load_config("vgg16_frcnn_shapes_demo.yaml")
+        for error in (ValueError("shape mismatch (2, 3)"), KeyError("x"),
+                      ValueError("FOO.BAR=1 is not a key of the config")):
+            with self.assertRaises(type(error)) as cm:
+                with config_errors(cfg):
+                    raise error
+            self.assertIs(cm.exception, error)
