@@ -16,6 +16,7 @@ import tempfile
 
 from .cli import ConfigError, OutputError, UserError
 from .config import _all_keys
+from .modeling.anchor_generator import uses_explicit_sizes
 
 __all__ = [
     "NONFINITE_LOSS_MODES",
@@ -118,10 +119,14 @@ def _check_model(p):
             len(level) > 0 and all(_is_number(x) and x > 0 for x in level) for level in levels
         )
 
-    p.require(
-        "MODEL.ANCHOR_GENERATOR.SIZES", positive_lists,
-        "a non-empty list of positive sizes per feature map (e.g. [[128, 256, 512]])",
-    )
+    ag = p.get("MODEL.ANCHOR_GENERATOR")
+    if ag.NAME != "FRCNNAnchorGenerator" or uses_explicit_sizes(
+        ag.get("SCALES", []), ag.get("OCTAVE_BASE_SCALE", 0.0)
+    ):  # FRCNNAnchorGenerator reads SIZES only without SCALES and octave scales
+        p.require(
+            "MODEL.ANCHOR_GENERATOR.SIZES", positive_lists,
+            "a non-empty list of positive sizes per feature map (e.g. [[128, 256, 512]])",
+        )
     p.require(
         "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", positive_lists,
         "a non-empty list of positive ratios per feature map (e.g. [[0.5, 1.0, 2.0]])",

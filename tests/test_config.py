@@ -3,10 +3,12 @@
 import unittest
 
 from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_anchor_generator
 
 from frcnn_plugin import add_frcnn_config
 from frcnn_plugin.cli import ConfigError
-from frcnn_plugin.config_checks import config_errors
+from frcnn_plugin.config_checks import config_errors, validate_frcnn_config
 from tests.conftest import load_config
 
 
@@ -46,6 +48,40 @@ class TestAddConfigTwice(unittest.TestCase):
         b = add_frcnn_config(get_cfg())
         a.MODEL.VGG.OUT_FEATURES.append("conv4")
         self.assertEqual(b.MODEL.VGG.OUT_FEATURES, ["conv5"])
+
+
+class TestAnchorSizesCheck(unittest.TestCase):
+    """MODEL.ANCHOR_GENERATOR.SIZES is checked only where it is used."""
+
+    def anchors(self, cfg, strides=(16,)):
+        validate_frcnn_config(cfg)
+        gen = build_anchor_generator(cfg, [ShapeSpec(channels=8, stride=s) for s in strides])
+        return gen.sizes
+
+    def test_sizes_empty_with_scales(self):
+        # the paper: base 16 x scales 8, 16, 32
+        cfg = load_config("vgg16_frcnn_paper_anchors.yaml", "MODEL.ANCHOR_GENERATOR.SIZES", "[]")
+        self.assertEqual(self.anchors(cfg), [[128.0, 256.0, 512.0]])
+
+    def test_sizes_empty_with_octave_scales(self):
+        cfg = load_config("retinanet_R50_FPN_octave_anchors.yaml",
+                          "MODEL.ANCHOR_GENERATOR.SIZES", "[[]]")
+        sizes = self.anchors(cfg, strides=(8, 16, 32, 64, 128))
+        # stride 8 x 4.0 x 2^(i/3): 32, 40.3, 50.8
+        self.assertEqual([round(s, 1) for s in sizes[0]], [32.0, 40.3, 50.8])
+
+    def test_sizes_empty_where_used(self):
+        for name, opts in (
+            ("vgg16_frcnn_paper_anchors.yaml", ["MODEL.ANCHOR_GENERATOR.SCALES", "[]"]),
+            ("vgg16_frcnn.yaml", []),  # DefaultAnchorGenerator
+            ("vgg16_frcnn_paper_anchors.yaml",  # FRCNNAnchorGenerator's octave off, no scales
+             ["MODEL.ANCHOR_GENERATOR.SCALES", "[]", "MODEL.ANCHOR_GENERATOR.BASE_SIZES", "[]",
+              "MODEL.ANCHOR_GENERATOR.OCTAVE_BASE_SCALE", "0.0"]),
+        ):
+            cfg = load_config(name, *opts, "MODEL.ANCHOR_GENERATOR.SIZES", "[]")
+            with self.assertRaisesRegex(ConfigError, r"MODEL.ANCHOR_GENERATOR.SIZES=\[\] is "
+                                        r"invalid; allowed: a non-empty list"):
+                validate_frcnn_config(cfg)
 
 
 class TestConfigErrors(unittest.TestCase):
