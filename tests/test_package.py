@@ -92,3 +92,76 @@ class TestLoadConfig(unittest.TestCase):
             load_frcnn_config(path, ["MODEL.ROI_HEADS.NMS_THRES_TEST", "0.3"])
         with self.assertRaisesRegex(ValueError, "from the command line"):
             load_frcnn_config(path, ["MODEL.VGG.DEPTH"])  # a key without its value
+
+
+class TestBuiltinDataRoot(unittest.TestCase):
+    """The shapes data sets' folder is resolved when they are used (current directory and
+    DETECTRON2_DATASETS then), not when frcnn_plugin is imported."""
+
+    def test_import_elsewhere_does_not_fix_the_folder(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            code = (
+                "import os, sys\n"
+                "import frcnn_plugin\n"
+                "from frcnn_plugin.data.shapes import builtin_shapes_root\n"
+                "os.chdir(sys.argv[1])\n"
+                "print(os.path.abspath(builtin_shapes_root()))\n"
+                "os.environ['DETECTRON2_DATASETS'] = sys.argv[2]\n"
+                "from frcnn_plugin.data import prepare_dataset\n"
+                "from detectron2.data import MetadataCatalog\n"
+                "json_file, _ = prepare_dataset('frcnn_shapes_val')  # 64 small images\n"
+                "assert MetadataCatalog.get('frcnn_shapes_val').json_file == json_file\n"
+                "print(os.path.dirname(json_file))\n"
+            )
+            env = dict(os.environ, PYTHONPATH=REPO)
+            env.pop("DETECTRON2_DATASETS", None)
+            proc = subprocess.run([sys.executable, "-c", code, b, os.path.join(b, "d")],
+                                  capture_output=True, text=True, cwd=a, env=env, timeout=120)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            real_b = os.path.realpath(b)
+            self.assertEqual(
+                [os.path.realpath(p) for p in proc.stdout.split()],
+                [os.path.join(real_b, "datasets", "frcnn_shapes"),
+                 os.path.join(real_b, "d", "frcnn_shapes", "val")],
+            )
+            self.assertEqual(len(os.listdir(os.path.join(b, "d", "frcnn_shapes", "val",
+                                                         "images"))), 64)
+            self.assertEqual(os.listdir(a), [])  # nothing written where it was imported
+
+    def test_relative_root_is_resolved_at_use(self):
+        import tempfile
+
+        from detectron2.data import DatasetCatalog, MetadataCatalog
+
+        from frcnn_plugin.data import prepare_dataset, register_shapes_dataset
+
+        old = os.getcwd()
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            try:
+                os.chdir(a)
+                register_shapes_dataset("frcnn_test_lazy_root", os.path.join("d", "x"), 2,
+                                        image_size=32, seed=0, min_size=8, max_size=16)
+                os.chdir(b)
+                dicts = DatasetCatalog.get("frcnn_test_lazy_root")
+                self.assertEqual(len(dicts), 2)
+                expected = os.path.join(os.path.realpath(b), "d", "x")
+                self.assertEqual(os.path.realpath(os.path.dirname(dicts[0]["file_name"])),
+                                 os.path.join(expected, "images"))
+                meta = MetadataCatalog.get("frcnn_test_lazy_root")
+                self.assertEqual(os.path.realpath(meta.json_file),
+                                 os.path.join(expected, "annotations.json"))
+                self.assertEqual(os.listdir(a), [])
+                # used from a third folder: generated there, metadata follows
+                os.chdir(a)
+                json_file, image_root = prepare_dataset("frcnn_test_lazy_root")
+                self.assertEqual(os.path.realpath(json_file),
+                                 os.path.join(os.path.realpath(a), "d", "x", "annotations.json"))
+                self.assertEqual(MetadataCatalog.get("frcnn_test_lazy_root").json_file, json_file)
+                self.assertEqual(MetadataCatalog.get("frcnn_test_lazy_root").evaluator_type,
+                                 "coco")
+            finally:
+                os.chdir(old)
+                DatasetCatalog.remove("frcnn_test_lazy_root")
+                MetadataCatalog.remove("frcnn_test_lazy_root")
