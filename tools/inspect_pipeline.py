@@ -11,6 +11,7 @@ image, anchor labels (positive / negative / ignored) and the sampled ones (need 
 data set record or --gt-box; "n/a" without), RPN head outputs, proposals before and after NMS,
 sampled RoIs (foreground / background), RoI pooling, box head, class scores, box deltas and
 final detections. Stages a model lacks print "n/a". ``--json`` writes the same rows as JSON.
+``--weights W`` loads a checkpoint (default: MODEL.WEIGHTS; ``--weights ''``: none, untrained).
 The logic is frcnn_plugin.inspection.pipeline.
 """
 import json
@@ -34,10 +35,14 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     cfg = setup_cfg(args.config_file, args.opts)
     inp = load_input(cfg, args)
-    trace = trace_pipeline(build_inspection_model(cfg, args.weights), inp, mode=args.mode)
+    model, untrained = build_inspection_model(cfg, args.weights)
+    trace = trace_pipeline(model, inp, mode=args.mode)
     print("{} ({}×{} original), {}:".format(
         trace.source, trace.original_size[0], trace.original_size[1], args.config_file))
     print(format_table(trace.stages))
+    if untrained:
+        print("Note: random weights in {} (no checkpoint, or not in it): proposals and "
+              "detections are not a trained model's.".format(", ".join(untrained)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(trace.as_dict(), f, indent=2)

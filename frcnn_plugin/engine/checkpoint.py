@@ -76,6 +76,9 @@ class AtomicCheckpointer(DetectionCheckpointer):
         super().__init__(*args, **kwargs)
         self._resuming = False
         self._loading = None
+        # names of the model's parameters that the last load left as they were (absent from
+        # the checkpoint, or of another shape); None before any load
+        self.unloaded_parameters = None
 
     # ------------------------------------------------------------------------------- saving
     def save(self, name, **kwargs):
@@ -172,6 +175,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
         params = [n for n, _ in self.model.named_parameters()]
         missing = set(incompatible.missing_keys)
         loaded = [n for n in params if n not in missing]
+        self.unloaded_parameters = [n for n in params if n in missing]
         if params and not loaded:
             raise CheckpointError(
                 "Checkpoint {} does not fit the model: none of its {} tensors matches a model "
