@@ -5,11 +5,12 @@
         --dataset frcnn_shapes_train [--out-dir DIR] [--json OUT] [--max-images N] [KEY VALUE ...]
 
 Boxes are resized as INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST resize their image; anchors come from
-the config's anchor generator on feature sizes computed from the backbone's strides (no
-forward). Prints the share of GT boxes whose best anchor has IoU >= 0.7, >= 0.5 and < 0.3,
-the positives per GT, GT sizes and ratios, and suggested MODEL.ANCHOR_GENERATOR keys as YAML
-with the share they reach. With --out-dir, also the plot DIR/anchor_fit.png; with --json, the
-numbers as JSON. The logic is frcnn_plugin.inspection.anchor_fit.
+the config's anchor generator on the backbone's own feature sizes for each image size (a
+forward on the meta device: shapes only, no computation). Prints the share of GT boxes whose
+best anchor has IoU >= 0.7, >= 0.5 and < 0.3, the positives per GT, GT sizes and ratios, and
+suggested MODEL.ANCHOR_GENERATOR keys as YAML with the share they reach. With --out-dir, also
+the plot DIR/anchor_fit.png; with --json, the numbers as JSON. The logic is
+frcnn_plugin.inspection.anchor_fit.
 """
 import json
 import logging
