@@ -165,3 +165,78 @@ class TestBuiltinDataRoot(unittest.TestCase):
                 os.chdir(old)
                 DatasetCatalog.remove("frcnn_test_lazy_root")
                 MetadataCatalog.remove("frcnn_test_lazy_root")
+
+
+class TestDeclaredRequirements(unittest.TestCase):
+    """setup.py's lower bounds: a torch / torchvision pair that exists, satisfied by what
+    tools/setup_env.sh installs, new enough for the APIs the code uses; python_requires true of
+    the code's syntax."""
+
+    @classmethod
+    def setUpClass(cls):
+        import ast
+
+        with open(os.path.join(REPO, "setup.py")) as f:
+            tree = ast.parse(f.read())
+        call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                    and getattr(n.func, "id", "") == "setup")
+        kwargs = {k.arg: k.value for k in call.keywords}
+        cls.requires = {re.split(r"[<>=!~ ]", r, 1)[0]: r
+                        for r in ast.literal_eval(kwargs["install_requires"])}
+        cls.python_requires = ast.literal_eval(kwargs["python_requires"])
+        with open(os.path.join(REPO, "tools", "setup_env.sh")) as f:
+            setup_env = f.read()
+        cls.pins = {name: re.search(r'^{}_SPEC="{}==([0-9.]+)'.format(var, name), setup_env,
+                                    re.M).group(1)
+                    for var, name in (("TORCH", "torch"), ("TORCHVISION", "torchvision"))}
+
+    def minimum(self, name):
+        from packaging.version import Version
+
+        m = re.fullmatch(r"{}>=([0-9.]+)".format(name), self.requires[name])
+        self.assertIsNotNone(m, self.requires[name])
+        return Version(m.group(1))
+
+    def test_torch_and_torchvision_minimums(self):
+        from packaging.version import Version
+
+        torch_min, tv_min = self.minimum("torch"), self.minimum("torchvision")
+        # torch.optim.Optimizer.register_step_pre_hook and `with torch.device(...)` came in 2.0
+        self.assertGreaterEqual(torch_min, Version("2.0"))
+        # torchvision 0.(15 + k) is the release of torch 2.k (0.15 <-> 2.0, ..., 0.28 <-> 2.13)
+        for torch_v, tv_v in ((torch_min, tv_min),
+                              (Version(self.pins["torch"]), Version(self.pins["torchvision"]))):
+            self.assertEqual(torch_v.major, 2)
+            self.assertEqual((tv_v.major, tv_v.minor), (0, 15 + torch_v.minor), (torch_v, tv_v))
+
+    def test_setup_env_installs_what_setup_py_allows(self):
+        from packaging.specifiers import SpecifierSet
+
+        for name, pinned in self.pins.items():
+            spec = SpecifierSet(self.requires[name][len(name):])
+            self.assertIn(pinned, spec, (name, pinned, self.requires[name]))
+
+    def test_python_requires_is_true_of_the_code(self):
+        import ast
+
+        m = re.fullmatch(r">=3\.(\d+)", self.python_requires)
+        self.assertIsNotNone(m, self.python_requires)
+        oldest = (3, int(m.group(1)))
+        self.assertLessEqual(oldest, (3, 8))  # torch 2.0's oldest Python
+        files = [os.path.join(d, f) for top in ("frcnn_plugin", "tools", "tests")
+                 for d, _, fs in os.walk(os.path.join(REPO, top)) for f in fs
+                 if f.endswith(".py")]
+        self.assertGreater(len(files), 30)
+        builtin_generics = {"list", "dict", "tuple", "set", "frozenset", "type"}
+        for path in files + [os.path.join(REPO, "setup.py")]:
+            with open(path) as f:
+                tree = ast.parse(f.read(), path, feature_version=oldest)  # no newer syntax
+            # builtin generics in annotations (list[int]) fail at import time before 3.9
+            annotations = [a for node in ast.walk(tree) for a in (
+                [node.annotation] if isinstance(node, (ast.arg, ast.AnnAssign)) else
+                [node.returns] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                else []) if a is not None]
+            bad = [ast.dump(n) for a in annotations for n in ast.walk(a)
+                   if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)
+                   and n.value.id in builtin_generics]
+            self.assertEqual(bad, [], path)
