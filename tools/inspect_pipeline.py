@@ -12,12 +12,13 @@ data set record or --gt-box; "n/a" without), RPN head outputs, proposals before 
 sampled RoIs (foreground / background), RoI pooling, box head, class scores, box deltas and
 final detections. Stages a model lacks print "n/a". ``--json`` writes the same rows as JSON.
 ``--weights W`` loads a checkpoint (default: MODEL.WEIGHTS; ``--weights ''``: none, untrained).
-The logic is frcnn_plugin.inspection.pipeline.
+A user's mistake ends with one ``error: ...`` paragraph and exit status 2 (``--debug``: the
+traceback). The logic is frcnn_plugin.inspection.pipeline.
 """
 import json
 import logging
-import sys
 
+from frcnn_plugin.cli import run_cli
 from frcnn_plugin.inspection.cli import build_inspection_model, input_parser, load_input, setup_cfg
 from frcnn_plugin.inspection.pipeline import format_table, trace_pipeline
 
@@ -50,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)

@@ -12,11 +12,12 @@ MODEL.WEIGHTS; --weights '' = none) holds trained RPN and box-predictor weights;
 ones (no weights, or ImageNet weights: backbone and fc6/fc7 only) they are left out with a note,
 unless --force-predictions. Colours: GT green (0, 255, 0), positives / foreground red
 (255, 0, 0), negatives / background blue (0, 0, 255), predictions magenta (255, 0, 255); see
-frcnn_plugin.inspection.anchor_viz for every picture.
+frcnn_plugin.inspection.anchor_viz for every picture. A user's mistake ends with one
+``error: ...`` paragraph and exit status 2 (``--debug``: the traceback).
 """
 import logging
-import sys
 
+from frcnn_plugin.cli import run_cli
 from frcnn_plugin.inspection.anchor_viz import draw_all
 from frcnn_plugin.inspection.cli import build_inspection_model, input_parser, load_input, setup_cfg
 from frcnn_plugin.inspection.draw import display_scale
@@ -58,4 +59,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)

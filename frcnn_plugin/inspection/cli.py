@@ -9,7 +9,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 
-from ..cli import UserError
+from ..cli import UserError, add_debug_flag
 from ..config import load_frcnn_config
 from ..config_checks import config_errors, validate_frcnn_config
 from ..engine.checkpoint import AtomicCheckpointer
@@ -44,7 +44,8 @@ def _box(text: str) -> List[float]:
 def input_parser(description: str, image_input: bool = True,
                  weights: bool = True) -> argparse.ArgumentParser:
     """An argument parser with ``--config-file``, the input (``--image`` [``--gt-box`` ...] or
-    ``--dataset`` ``--index``), ``--weights`` and trailing ``KEY VALUE`` overrides."""
+    ``--dataset`` ``--index``), ``--weights``, ``--debug`` and trailing ``KEY VALUE``
+    overrides."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config-file", "--config", required=True, metavar="FILE")
     if image_input:
@@ -60,6 +61,7 @@ def input_parser(description: str, image_input: bool = True,
             "--weights", default=None, metavar="FILE",
             help="checkpoint to load (default: the config's MODEL.WEIGHTS); --weights '' loads "
                  "none: an untrained model")
+    add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE config overrides")
     return parser
