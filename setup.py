@@ -23,10 +23,18 @@ setup(
     long_description=open("README.md").read() if os.path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["frcnn_plugin", "frcnn_plugin.*"]),
+    # torch 2.0 and its torchvision 0.15 run on Python 3.8 - 3.11; the code uses no newer syntax
     python_requires=">=3.8",
     install_requires=[
-        "torch>=1.10",
-        "torchvision>=0.11",
+        # The oldest torch the code runs on: 2.0, for torch.optim.Optimizer.
+        # register_step_pre_hook (the trainer's non-finite-loss guard) and torch.device as a
+        # context manager (the anchor analysis builds the backbone on the meta device); older
+        # needs are met too (torch.load(weights_only=) 1.13, torch.meshgrid(indexing=) 1.10).
+        "torch>=2.0",
+        # torchvision is released in lockstep with torch: 0.15 goes with torch 2.0 (and has
+        # the weights= API of torchvision.models, 0.13+).
+        "torchvision>=0.15",
+        "matplotlib>=3.5",  # matplotlib.colormaps (the inspection pictures)
         "fvcore>=0.1.5",
         "iopath>=0.1.7",
         "pycocotools>=2.0.2",

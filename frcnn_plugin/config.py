@@ -5,10 +5,14 @@ the plugin's own; detectron2's own keys keep detectron2's defaults here, and the
 ``configs/`` set the paper's values (see the README's configuration reference).
 """
 
+import copy
 import difflib
+import os
 import re
 
 from detectron2.config import CfgNode as CN
+
+from .cli import ConfigError, MissingFileError
 
 __all__ = ["add_frcnn_config", "explain_merge_error", "load_frcnn_config"]
 
@@ -43,10 +47,22 @@ def explain_merge_error(cfg, error, source):
 
 def load_frcnn_config(config_file, opts=()):
     """``get_cfg()`` + :func:`add_frcnn_config` + ``config_file`` + ``KEY VALUE`` ``opts``
-    (unfrozen). A bad key or value raises ``ValueError`` with :func:`explain_merge_error`'s
-    message: where it came from and the closest valid keys."""
+    (unfrozen).
+
+    Raises:
+        MissingFileError: ``config_file`` (a local path) does not exist.
+        ConfigError: a bad key or value (a ``ValueError``), with :func:`explain_merge_error`'s
+            message: where it came from and the closest valid keys.
+    """
     from detectron2.config import get_cfg
 
+    if not config_file:
+        raise ConfigError("No config file given (--config-file); allowed: a YAML file, e.g. "
+                          "configs/vgg16_frcnn.yaml")
+    if "://" not in config_file and not os.path.isfile(config_file):
+        raise MissingFileError(
+            "Config file not found: {}; allowed: an existing YAML file, e.g. "
+            "configs/vgg16_frcnn.yaml".format(config_file))
     cfg = add_frcnn_config(get_cfg())
     for source, merge, what in (
         (config_file, cfg.merge_from_file, config_file),
@@ -55,13 +71,32 @@ def load_frcnn_config(config_file, opts=()):
         try:
             merge(what)
         except (KeyError, AssertionError, ValueError, TypeError) as e:
-            raise ValueError(explain_merge_error(cfg, e, source)) from None
+            raise ConfigError(explain_merge_error(cfg, e, source)) from None
     return cfg
 
 
+def _nodes_only(node):
+    """A CfgNode with ``node``'s sub-nodes (recursively) and none of its values."""
+    return CN({k: _nodes_only(v) for k, v in node.items() if isinstance(v, CN)})
+
+
+def _add_missing(dst, src):
+    """Copy the keys of ``src`` that ``dst`` lacks into ``dst`` (recursively); keep the rest."""
+    for k, v in src.items():
+        if k not in dst:
+            dst[k] = copy.deepcopy(v)
+        elif isinstance(v, CN) and isinstance(dst[k], CN):
+            _add_missing(dst[k], v)
+
+
 def add_frcnn_config(cfg):
-    """Add frcnn_plugin's keys to ``cfg`` (in place). Safe to call more than once."""
-    _C = cfg
+    """Add frcnn_plugin's keys, with their defaults, to ``cfg`` (in place) and return it.
+
+    Idempotent: a key ``cfg`` already has keeps its value, so a second call does not undo what
+    was merged after the first one.
+    """
+    # The keys are written to an empty copy of cfg's node tree, then the missing ones copied.
+    _C = _nodes_only(cfg)
 
     # ---------------------------------------------------------------------------------------
     # VGG backbone (MODEL.BACKBONE.NAME: "build_vgg_backbone").
@@ -170,4 +205,5 @@ def add_frcnn_config(cfg):
     # Only predictions with a score >= this are drawn.
     _C.TEST.VIS_SCORE_THRESH = 0.5
 
+    _add_missing(cfg, _C)
     return cfg

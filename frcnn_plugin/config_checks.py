@@ -7,16 +7,23 @@ The plugin's components validate their own constructor arguments as well (the an
 the samplers, the RPN and ROI heads, the VGG backbone); this module covers the keys that
 detectron2's own components read without checking, and the plugin's reliability keys.
 """
+import contextlib
 import math
 import numbers
 import os
+import re
 import tempfile
+
+from .cli import ConfigError, OutputError, UserError
+from .config import _all_keys
+from .modeling.anchor_generator import uses_explicit_sizes
 
 __all__ = [
     "NONFINITE_LOSS_MODES",
     "INVALID_BOX_MODES",
     "validate_frcnn_config",
     "check_output_dir",
+    "config_errors",
 ]
 
 NONFINITE_LOSS_MODES = ("error", "skip")
@@ -112,10 +119,14 @@ def _check_model(p):
             len(level) > 0 and all(_is_number(x) and x > 0 for x in level) for level in levels
         )
 
-    p.require(
-        "MODEL.ANCHOR_GENERATOR.SIZES", positive_lists,
-        "a non-empty list of positive sizes per feature map (e.g. [[128, 256, 512]])",
-    )
+    ag = p.get("MODEL.ANCHOR_GENERATOR")
+    if ag.NAME != "FRCNNAnchorGenerator" or uses_explicit_sizes(
+        ag.get("SCALES", []), ag.get("OCTAVE_BASE_SCALE", 0.0)
+    ):  # FRCNNAnchorGenerator reads SIZES only without SCALES and octave scales
+        p.require(
+            "MODEL.ANCHOR_GENERATOR.SIZES", positive_lists,
+            "a non-empty list of positive sizes per feature map (e.g. [[128, 256, 512]])",
+        )
     p.require(
         "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", positive_lists,
         "a non-empty list of positive ratios per feature map (e.g. [[0.5, 1.0, 2.0]])",
@@ -186,7 +197,7 @@ def validate_frcnn_config(cfg):
     """Check a merged config (after :func:`frcnn_plugin.add_frcnn_config`).
 
     Raises:
-        ValueError: listing every invalid value, one line each, as
+        ConfigError: (a ``ValueError``) listing every invalid value, one line each, as
             ``KEY=value is invalid; allowed: ...``.
     """
     p = _Problems(cfg)
@@ -194,7 +205,7 @@ def validate_frcnn_config(cfg):
     _check_input_and_solver(p)
     _check_reliability(p)
     if p.lines:
-        raise ValueError(
+        raise ConfigError(
             "Invalid config ({} problem{}):\n  - {}".format(
                 len(p.lines), "s" if len(p.lines) > 1 else "", "\n  - ".join(p.lines)
             )
@@ -206,19 +217,78 @@ def check_output_dir(path, key="OUTPUT_DIR"):
     """Create ``path`` if needed and check that a file can be written there.
 
     Raises:
-        OSError: naming the key, the folder and the reason (permissions, a file in the way, ...).
+        OutputError: (an ``OSError``) naming the key, the folder and the reason (permissions, a
+            file in the way, ...).
+        ConfigError: ``path`` is empty.
     """
     if not path:
-        raise ValueError("{} is empty; allowed: a folder for checkpoints and logs".format(key))
+        raise ConfigError("{} is empty; allowed: a folder for checkpoints and logs".format(key))
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise OSError(
+        raise OutputError(
             e.errno,
             "{}={!r} cannot be written ({}); choose another {} or fix its permissions".format(
                 key, path, e.strerror or e, key
             ),
         ) from e
     return path
+
+
+# detectron2's registries -> the config key that names their entry
+_REGISTRY_KEYS = {
+    "META_ARCH": "MODEL.META_ARCHITECTURE",
+    "BACKBONE": "MODEL.BACKBONE.NAME",
+    "PROPOSAL_GENERATOR": "MODEL.PROPOSAL_GENERATOR.NAME",
+    "RPN_HEAD": "MODEL.RPN.HEAD_NAME",
+    "ANCHOR_GENERATOR": "MODEL.ANCHOR_GENERATOR.NAME",
+    "ROI_HEADS": "MODEL.ROI_HEADS.NAME",
+    "ROI_BOX_HEAD": "MODEL.ROI_BOX_HEAD.NAME",
+}
+_NOT_REGISTERED = re.compile(r"No object named '(.*)' found in '(\w+)' registry")
+_NAMED_KEY = re.compile(r"\b([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)+)=")
+
+
+def _registry_error(message):
+    """"KEY='name' is not registered; allowed: ..." for fvcore's registry ``KeyError``."""
+    import detectron2.modeling as m
+
+    found = _NOT_REGISTERED.search(message)
+    if not found or found.group(2) not in _REGISTRY_KEYS:
+        return None
+    registry = getattr(m, found.group(2) + "_REGISTRY")
+    return "{}={!r} is not registered in detectron2's {}_REGISTRY; allowed: {}".format(
+        _REGISTRY_KEYS[found.group(2)], found.group(1), found.group(2),
+        ", ".join(sorted(name for name, _ in registry)),
+    )
+
+
+@contextlib.contextmanager
+def config_errors(cfg):
+    """Turn the config errors that components raise while they are built from ``cfg`` into
+    :class:`ConfigError`: a ``ValueError`` whose message names a key of ``cfg`` as ``KEY=value``
+    (the plugin's components and detectron2 name the bad key so), and detectron2's registry
+    ``KeyError`` for a name (``MODEL.BACKBONE.NAME`` ...) that is not registered. Any other error
+    passes unchanged (with its traceback): it is a bug, not a bad config.
+
+    Example::
+
+        with config_errors(cfg):
+            model = build_model(cfg)
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except KeyError as e:
+        message = _registry_error(str(e.args[0]) if e.args else "")
+        if message is None:
+            raise
+        raise ConfigError(message) from e
+    except ValueError as e:
+        keys = set(_all_keys(cfg))
+        if not any(k in keys for k in _NAMED_KEY.findall(str(e))):
+            raise
+        raise ConfigError(str(e)) from e

@@ -25,6 +25,7 @@ from collections import OrderedDict
 
 import torch
 
+from .cli import CheckpointError, MissingFileError, OutputError, OutputExistsError
 from .modeling.backbone.vgg import VGG_BLOCKS
 
 __all__ = ["convert_torchvision_vgg", "load_state_dict_file", "save_checkpoint"]
@@ -46,23 +47,26 @@ def conv_names(depth):
 def load_state_dict_file(path):
     """Load a state dict saved with ``torch.save``; clear errors for missing or corrupt files."""
     if not os.path.isfile(path):
-        raise FileNotFoundError("VGG weights file not found: {}".format(path))
+        raise MissingFileError("VGG weights file not found: {}".format(path))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(
+        raise CheckpointError(
             "Cannot read {} as a PyTorch state dict ({}: {}); is it a complete download of "
             "torchvision's VGG weights?".format(path, type(e).__name__, e)
         ) from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise ValueError("{} holds a {}, not a state dict".format(path, type(obj).__name__))
+        raise CheckpointError("{} holds a {}, not a state dict".format(path, type(obj).__name__))
     return obj
 
 
 def convert_torchvision_vgg(state_dict, include_fc=True):
     """Rename a torchvision VGG state dict to the plugin's parameter names.
+
+    Raises:
+        CheckpointError: (a ``ValueError``) ``state_dict`` is not a torchvision VGG's.
 
     Args:
         state_dict (dict[str, Tensor]): torchvision's ``vgg{11,13,16,19}[_bn]`` state dict.
@@ -78,13 +82,13 @@ def convert_torchvision_vgg(state_dict, include_fc=True):
         if m:
             layers.setdefault(int(m.group(1)), {})[m.group(2)] = value
         elif not key.startswith("classifier."):
-            raise ValueError(
+            raise CheckpointError(
                 "Unexpected key {!r}: not a torchvision VGG state dict (expected features.<i>.* "
                 "and classifier.<i>.* keys)".format(key)
             )
     convs = [i for i in sorted(layers) if layers[i].get("weight", torch.empty(0)).dim() == 4]
     if len(convs) not in _CONV_COUNT_TO_DEPTH:
-        raise ValueError(
+        raise CheckpointError(
             "Found {} convolutions in features.*; a torchvision VGG has {} (VGG{})".format(
                 len(convs), sorted(_CONV_COUNT_TO_DEPTH), sorted(VGG_BLOCKS)
             )
@@ -92,7 +96,9 @@ def convert_torchvision_vgg(state_dict, include_fc=True):
     depth = _CONV_COUNT_TO_DEPTH[len(convs)]
     norms = [i for i in sorted(layers) if "running_mean" in layers[i]]
     if norms and len(norms) != len(convs):
-        raise ValueError("Found {} convolutions but {} batch norms".format(len(convs), len(norms)))
+        raise CheckpointError(
+            "Found {} convolutions but {} batch norms".format(len(convs), len(norms))
+        )
 
     out = OrderedDict()
     for k, (name, conv_idx) in enumerate(zip(conv_names(depth), convs)):
@@ -100,7 +106,9 @@ def convert_torchvision_vgg(state_dict, include_fc=True):
             out["backbone.{}.{}".format(name, param)] = tensor
         if norms:
             if norms[k] != conv_idx + 1:
-                raise ValueError("features.{} is not followed by its batch norm".format(conv_idx))
+                raise CheckpointError(
+                    "features.{} is not followed by its batch norm".format(conv_idx)
+                )
             for param, tensor in layers[norms[k]].items():
                 out["backbone.{}.norm.{}".format(name, param)] = tensor
     if include_fc:
@@ -108,9 +116,9 @@ def convert_torchvision_vgg(state_dict, include_fc=True):
             for param in ("weight", "bias"):
                 key = "{}.{}".format(src, param)
                 if key not in state_dict:
-                    raise ValueError(
-                        "Missing {} (VGG's fc6/fc7); pass include_fc=False to "
-                        "convert the backbone only".format(key)
+                    raise CheckpointError(
+                        "Missing {} (VGG's fc6/fc7); pass include_fc=False (--backbone-only) "
+                        "to convert the backbone only".format(key)
                     )
                 out["{}.{}".format(dst, param)] = state_dict[key]
     return out, {"depth": depth, "norm": "BN" if norms else ""}
@@ -120,20 +128,23 @@ def save_checkpoint(model_state, path, overwrite=False):
     """Write ``{"model": model_state}`` as a detectron2 checkpoint, atomically (write, then
     rename), refusing to replace an existing file unless ``overwrite``."""
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError("{} exists; pass --overwrite to replace it".format(path))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+        raise OutputExistsError("{} exists; pass --overwrite to replace it".format(path))
     tmp = "{}.tmp-{}".format(path, os.getpid())
     try:
-        torch.save(
-            {
-                "model": model_state,
-                "__author__": "torchvision, converted by frcnn_plugin",
-                "matching_heuristics": False,
-            },
-            tmp,
-        )
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "wb") as f:  # open() raises OSError (torch.save a RuntimeError)
+            torch.save(
+                {
+                    "model": model_state,
+                    "__author__": "torchvision, converted by frcnn_plugin",
+                    "matching_heuristics": False,
+                },
+                f,
+            )
         os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(e.errno, "Cannot write {} ({}); choose another output path".format(
+            path, e.strerror or e)) from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -154,3 +154,41 @@ class TestAnchorFit(unittest.TestCase):
         text = format_report(result)
         self.assertIn("SCALES: []", text)
         self.assertIn("FRCNNAnchorGenerator", text)
+
+
+class TestFeatureGrid(unittest.TestCase):
+    """The anchor grid has the backbone's own feature size, e.g. VGG's max-pools round down."""
+
+    def test_vgg_floors_and_matches_a_real_forward(self):
+        import torch
+        from detectron2.modeling import build_backbone
+
+        from frcnn_plugin.inspection.anchor_fit import AnchorFitter
+
+        cfg = load_config(DEMO, *SMALL)
+        fitter = AnchorFitter(cfg)
+        # 4 max-pools of stride 2, rounding down: 801 -> 400 -> 200 -> 100 -> 50 (ceil(801 / 16)
+        # would be 51); 817 -> 408 -> 204 -> 102 -> 51; 800 -> 50
+        self.assertEqual(fitter.grid_sizes((801, 817)), [(50, 51)])
+        self.assertEqual(fitter.grid_sizes((800, 800)), [(50, 50)])
+        # the anchors are laid on that grid: 50 x 51 locations x 2 sizes x 3 ratios
+        generator = fitter.build_generator(fitter.current)
+        fitter.boundary_thresh = -1  # all anchors, inside the image or not
+        self.assertEqual(len(fitter.anchors(generator, (801, 817))), 50 * 51 * 6)
+        # the same sizes as a real forward of the backbone (a small input: fast on the CPU)
+        backbone = build_backbone(cfg).eval()
+        for size in ((72, 40), (47, 33), (64, 64)):
+            with torch.no_grad():
+                real = backbone(torch.zeros(1, 3, *size))["conv5"].shape[-2:]
+            self.assertEqual(fitter.grid_sizes(size), [tuple(real)], size)
+        self.assertEqual(fitter.grid_sizes((72, 40)), [(4, 2)])  # ceil would give (5, 3)
+
+    def test_size_divisibility_pads_first(self):
+        from frcnn_plugin.inspection.anchor_fit import AnchorFitter
+
+        # R50-FPN pads to a multiple of 32, then P2 ... P6 have strides 4 ... 64:
+        # 801 -> 832: 208, 104, 52, 26, 13; 100 -> 128: 32, 16, 8, 4, 2
+        fitter = AnchorFitter(load_config("R50_FPN_frcnn_anchors.yaml"))
+        self.assertEqual(fitter.size_divisibility, 32)
+        self.assertEqual(fitter.grid_sizes((801, 100)),
+                         [(208, 32), (104, 16), (52, 8), (26, 4), (13, 2)])

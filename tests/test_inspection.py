@@ -234,3 +234,106 @@ class TestVisualizeAnchors(unittest.TestCase):
         # the best location's centre lies inside the GT box
         self.assertTrue(x0 <= j * 16 + 8 <= x1 and y0 <= i * 16 + 8 <= y1)
         self.assertTrue(0 < heat.max() <= 1)
+
+
+@pytest.mark.usefixtures("tiny_shapes")
+class TestInspectionWeights(unittest.TestCase):
+    """--weights: default MODEL.WEIGHTS, '' untrained, clear load errors; random heads are not
+    drawn as predictions."""
+
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path):
+        self.tmp = str(tmp_path)
+
+    def checkpoint(self, name, keep=lambda key: True):
+        """A checkpoint of a tiny model initialized from another seed (123) than the tools'
+        SEED, restricted to the keys ``keep`` accepts; returns (path, state dict)."""
+        import torch
+        from detectron2.modeling import build_model
+        from detectron2.utils.env import seed_all_rng
+
+        seed_all_rng(123)
+        cfg = load_config(DEMO, *SMALL)
+        state = {k: v for k, v in build_model(cfg).state_dict().items() if keep(k)}
+        path = os.path.join(self.tmp, name)
+        torch.save({"model": state}, path)
+        return path, state
+
+    def test_weights_default_empty_and_missing(self):
+        import torch
+
+        from frcnn_plugin.cli import MissingFileError
+        from frcnn_plugin.inspection.cli import build_inspection_model, input_parser, setup_cfg
+
+        full, state = self.checkpoint("full.pth")
+        parser = input_parser("x")
+        base = ["--config-file", DEMO, "--image", "x.png"]
+        self.assertIsNone(parser.parse_args(base).weights)  # not given: MODEL.WEIGHTS
+        self.assertEqual(parser.parse_args(base + ["--weights", ""]).weights, "")
+
+        def loaded(model):  # which randomly initialized parameters equal the checkpoint's
+            return [torch.equal(p, state[n]) for n, p in model.named_parameters()
+                    if p.numel() > 1 and float(state[n].std()) > 0]
+
+        config = os.path.join(REPO, "configs", DEMO)
+        cfg = setup_cfg(config, SMALL + ["MODEL.WEIGHTS", full, "SEED", "0"])
+        model, untrained = build_inspection_model(cfg, None)  # MODEL.WEIGHTS is loaded
+        self.assertGreater(len(loaded(model)), 10)
+        self.assertTrue(all(loaded(model)))
+        self.assertEqual(untrained, [])
+        model, untrained = build_inspection_model(cfg, "")  # '' = untrained, not MODEL.WEIGHTS
+        self.assertFalse(any(loaded(model)))
+        self.assertEqual(untrained, ["proposal_generator", "roi_heads.box_predictor"])
+
+        missing = os.path.join(self.tmp, "missing.pth")
+        for weights, mw in ((None, missing), (missing, full)):
+            cfg = setup_cfg(config, SMALL + ["MODEL.WEIGHTS", mw])
+            with self.assertRaisesRegex(MissingFileError, "Checkpoint not found: " + missing):
+                build_inspection_model(cfg, weights)
+
+    def run_tool(self, *extra):
+        """visualize_anchors: (predictions drawn?, positives drawn?, printed text)."""
+        from contextlib import redirect_stdout
+        from io import StringIO
+
+        from frcnn_plugin.inspection import draw
+
+        out = os.path.join(self.tmp, "pictures_" + str(len(os.listdir(self.tmp))))
+        buf = StringIO()
+        with redirect_stdout(buf):
+            load_tool("visualize_anchors").main(
+                ["--config-file", os.path.join(REPO, "configs", DEMO), "--dataset",
+                 "frcnn_test_train", "--index", "1", "--out-dir", out, *extra] + SMALL)
+        img = np.asarray(Image.open(os.path.join(out, "positive_anchors.png")).convert("RGB"))
+        colors = {tuple(c) for c in np.unique(img.reshape(-1, 3), axis=0)}
+        return draw.PREDICTION in colors, draw.POSITIVE in colors, buf.getvalue()
+
+    def test_imagenet_like_weights_draw_no_predictions(self):
+        # what tools/convert_vgg_weights.py writes: the backbone and fc6/fc7 only
+        imagenet, _ = self.checkpoint(
+            "imagenet.pth", lambda k: k.startswith(("backbone.", "roi_heads.box_head.")))
+        predicted, positive, text = self.run_tool("--weights", imagenet)
+        self.assertFalse(predicted)
+        self.assertTrue(positive)
+        self.assertIn("random weights in proposal_generator, roi_heads.box_predictor", text)
+        self.assertIn("no predictions drawn (--force-predictions", text)
+
+        predicted, _, text = self.run_tool("--weights", imagenet, "--force-predictions")
+        self.assertTrue(predicted)
+        self.assertIn("drawn anyway", text)
+
+        # every head in the checkpoint: predictions, no note
+        predicted, _, text = self.run_tool("--weights", self.checkpoint("full.pth")[0])
+        self.assertTrue(predicted)
+        self.assertNotIn("random weights", text)
+
+        # the RPN, but not the box predictor: still random heads
+        rpn, _ = self.checkpoint("rpn.pth", lambda k: not k.startswith("roi_heads.box_pred"))
+        predicted, _, text = self.run_tool("--weights", rpn)
+        self.assertFalse(predicted)
+        self.assertIn("random weights in roi_heads.box_predictor (", text)
+
+        # no weights at all
+        predicted, _, text = self.run_tool("--weights", "")
+        self.assertFalse(predicted)
+        self.assertIn("random weights in proposal_generator, roi_heads.box_predictor", text)

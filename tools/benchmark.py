@@ -31,6 +31,11 @@ import os
 from frcnn_plugin.benchmark import TASKS, BenchmarkOptions, format_report, run_benchmark
 from frcnn_plugin.benchmark.inputs import DatasetNotFound
 from frcnn_plugin.benchmark.suite import BenchmarkOptionError
+from frcnn_plugin.cli import add_debug_flag, run_cli
+
+# the benchmark's own user errors (besides frcnn_plugin.cli.UserError): a missing data set, bad
+# options
+USER_ERRORS = (DatasetNotFound, BenchmarkOptionError)
 
 
 def image_size(text):
@@ -82,6 +87,7 @@ def argument_parser():
     p.add_argument("--no-isolate", action="store_true",
                    help="measure in this process (peak memory is then not per model)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
+    add_debug_flag(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p
 
@@ -98,9 +104,10 @@ def json_ready(x):
 
 
 def main(argv=None):
-    args = argument_parser().parse_args(argv)
+    parser = argument_parser()
+    args = parser.parse_args(argv)
     if args.image_size and not args.synthetic:
-        raise SystemExit("--image-size needs --synthetic coco")
+        parser.error("--image-size needs --synthetic coco")
     logging.basicConfig(level=logging.WARNING)
     options = BenchmarkOptions(
         task=args.task, iters=args.iters, warmup=args.warmup, repeats=args.repeats,
@@ -108,10 +115,7 @@ def main(argv=None):
         dataset=args.dataset, image_size=args.image_size, num_images=args.num_images,
         seed=args.seed, amp=args.amp, isolate=not args.no_isolate,
         config_file=args.config_file, overrides=args.opts)
-    try:
-        results = run_benchmark(options)
-    except (DatasetNotFound, BenchmarkOptionError) as e:  # a missing data set, bad options
-        raise SystemExit("error: {}".format(e))
+    results = run_benchmark(options)
     print(format_report(results), flush=True)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
@@ -122,4 +126,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, user_errors=USER_ERRORS)

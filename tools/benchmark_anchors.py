@@ -13,6 +13,9 @@ training with a fixed input size:
 Example::
 
     python tools/benchmark_anchors.py --iters 200 --device cpu
+
+A bad flag (``--iters 0``, ``--device gpu``, ``--device cuda`` without a GPU) ends with one
+``error: ...`` paragraph and exit status 2 (``--debug``: the traceback).
 """
 import argparse
 import math
@@ -25,6 +28,7 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_anchor_generator
 
+from frcnn_plugin.cli import UserError, add_debug_flag, run_cli
 from frcnn_plugin.config import load_frcnn_config
 import frcnn_plugin.modeling.anchor_generator  # noqa: F401  (registers FRCNNAnchorGenerator)
 
@@ -61,12 +65,36 @@ def time_per_call(gen, features, iters, device):
     return best
 
 
-def main():
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("{!r}: allowed: an integer >= 1".format(text))
+    return value
+
+
+def get_device(name):
+    """``torch.device(name)``, checked to exist here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError("--device {!r} is not a device; allowed: cpu, cuda, cuda:N".format(name))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device {!r}: no CUDA device here; allowed: cpu".format(name))
+    if device.type not in ("cpu", "cuda"):
+        raise UserError("--device {!r}: allowed: cpu, cuda, cuda:N".format(name))
+    return device
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iters", type=int, default=100, help="calls per timing round")
+    parser.add_argument("--iters", type=positive_int, default=100, help="calls per timing round")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args()
-    device = torch.device(args.device)
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    device = get_device(args.device)
     warnings.filterwarnings("ignore", message="torch.meshgrid")
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
           f"{args.iters} calls x best of 5")
@@ -91,4 +119,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -14,15 +14,33 @@ placeholder.
 Usage::
 
     python tools/build_detectron2_fallback.py SDIST.tar.gz --sha256 HEX --wheel-dir DIR
+
+A missing or unexpected sdist (another sha256, not a tar archive, unsafe or no detectron2
+members) ends with one ``error: ...`` paragraph and exit status 2 (``--debug``: the traceback).
 """
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
+
+
+def _load_cli():
+    """frcnn_plugin/cli.py (standard library only), loaded by path: this script runs before
+    detectron2, and so frcnn_plugin, can be imported."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "frcnn_plugin", "cli.py")
+    spec = importlib.util.spec_from_file_location("frcnn_plugin_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cli = _load_cli()
 
 PLACEHOLDER_C = '''"""Placeholder for detectron2's C++ extension (absent: pure-Python build).
 
@@ -103,31 +121,39 @@ def sha256_of(path):
     return h.hexdigest()
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sdist", help="path to pb1-detectron2-0.6.tar.gz")
     parser.add_argument("--sha256", required=True, help="expected sha256 of the sdist")
     parser.add_argument("--wheel-dir", required=True, help="where to write the wheel")
-    args = parser.parse_args()
+    cli.add_debug_flag(parser)
+    args = parser.parse_args(argv)
 
+    if not os.path.isfile(args.sdist):
+        raise cli.MissingFileError("sdist not found: {}".format(args.sdist))
     digest = sha256_of(args.sdist)
     if digest != args.sha256:
-        sys.exit(
+        raise cli.UserError(
             "sha256 mismatch for {}: got {}, expected {}. Refusing to build detectron2 from an "
             "unexpected file.".format(args.sdist, digest, args.sha256)
         )
     with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(args.sdist) as tar:
+        try:
+            tar = tarfile.open(args.sdist)
+        except tarfile.TarError as e:
+            raise cli.UserError("{} is not a tar archive ({}); allowed: the pb1-detectron2 0.6 "
+                                "sdist (.tar.gz)".format(args.sdist, e))
+        with tar:
             members = [m for m in tar.getmembers() if "/detectron2/" in "/" + m.name]
             for m in members:
                 if m.issym() or m.islnk() or m.name.startswith("/") or ".." in m.name.split("/"):
-                    sys.exit("unsafe member in sdist: {}".format(m.name))
+                    raise cli.UserError("unsafe member in sdist: {}".format(m.name))
             tar.extractall(tmp, members=members)
-        (top,) = [d for d in os.listdir(tmp)]
-        src = os.path.join(tmp, top)
-        pkg = os.path.join(src, "detectron2")
+        tops = os.listdir(tmp)
+        pkg = os.path.join(tmp, tops[0], "detectron2") if len(tops) == 1 else ""
         if not os.path.isfile(os.path.join(pkg, "__init__.py")):
-            sys.exit("{} holds no detectron2 package".format(args.sdist))
+            raise cli.UserError("{} holds no detectron2 package".format(args.sdist))
+        src = os.path.dirname(pkg)
         with open(os.path.join(pkg, "_C.py"), "w") as f:
             f.write(PLACEHOLDER_C)
         with open(os.path.join(src, "setup.py"), "w") as f:
@@ -149,4 +175,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_cli(main)

@@ -9,11 +9,13 @@ Example::
 
 The checkpoint holds ``backbone.conv*`` and ``roi_heads.box_head.fc6/fc7``; load it with
 ``MODEL.WEIGHTS``. The RPN and the box predictor start from scratch (detectron2 logs them as
-missing keys).
+missing keys). A missing, corrupt or non-VGG input, or an existing output without
+``--overwrite``, ends with one ``error: ...`` paragraph and exit status 2 (``--debug``: the
+traceback); an existing output is never replaced by a failed conversion.
 """
 import argparse
-import sys
 
+from frcnn_plugin.cli import add_debug_flag, run_cli
 from frcnn_plugin.weights import convert_torchvision_vgg, load_state_dict_file, save_checkpoint
 
 
@@ -23,13 +25,11 @@ def main(argv=None):
     parser.add_argument("output", help="detectron2 checkpoint to write (.pth)")
     parser.add_argument("--backbone-only", action="store_true", help="skip fc6/fc7")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        state = load_state_dict_file(args.input)
-        model_state, info = convert_torchvision_vgg(state, include_fc=not args.backbone_only)
-        save_checkpoint(model_state, args.output, overwrite=args.overwrite)
-    except (OSError, ValueError) as e:
-        sys.exit("convert_vgg_weights: {}".format(e))
+    state = load_state_dict_file(args.input)
+    model_state, info = convert_torchvision_vgg(state, include_fc=not args.backbone_only)
+    save_checkpoint(model_state, args.output, overwrite=args.overwrite)
     print(
         "Wrote {} tensors to {}. Use it with MODEL.WEIGHTS {} MODEL.VGG.DEPTH {} "
         "MODEL.VGG.NORM '{}'".format(
@@ -39,4 +39,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -2,10 +2,13 @@
 """The embedded demo: evaluate the untrained VGG16-BN Faster R-CNN on the generated shapes
 data set, train it (from scratch, on CPU), evaluate it again, and print both AP tables.
 
-    python tools/demo.py [--config-file configs/vgg16_frcnn_shapes_demo.yaml] [KEY VALUE ...]
+    python tools/demo.py [--config-file configs/vgg16_frcnn_shapes_demo.yaml] [--debug] \
+        [KEY VALUE ...]
 
 Outputs go to the config's OUTPUT_DIR (default output/shapes_demo); the untrained model's
 evaluation to OUTPUT_DIR/untrained. Extra KEY VALUE pairs override the config in both runs.
+A user's mistake (a bad key or value, a missing file) ends with one ``error: ...`` paragraph and
+exit status 2; ``--debug`` (or ``FRCNN_DEBUG=1``) shows the traceback.
 """
 import argparse
 import json
@@ -14,31 +17,41 @@ import subprocess
 import sys
 import time
 
+from frcnn_plugin.cli import EXIT_USER_ERROR, add_debug_flag, run_cli
 from frcnn_plugin.config import load_frcnn_config
+from frcnn_plugin.config_checks import validate_frcnn_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run(argv):
+    """Run tools/train_net.py; on failure exit with its status (it printed its error)."""
     cmd = [sys.executable, os.path.join(HERE, "train_net.py")] + argv
     print("+ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    status = subprocess.run(cmd).returncode
+    if status == EXIT_USER_ERROR:
+        sys.exit(status)  # train_net printed the one error paragraph
+    if status != 0:
+        print("demo: tools/train_net.py failed with exit status {} (see above)".format(status),
+              file=sys.stderr)
+        sys.exit(status)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", default=os.path.join(
         HERE, "..", "configs", "vgg16_frcnn_shapes_demo.yaml"))
+    add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args()
-    cfg = load_frcnn_config(args.config_file, args.opts)
+    args = parser.parse_args(argv)
+    cfg = validate_frcnn_config(load_frcnn_config(args.config_file, args.opts))
     out = cfg.OUTPUT_DIR
     untrained_dir = os.path.join(out, "untrained")
+    flags = ["--config-file", args.config_file] + (["--debug"] if args.debug else [])
 
     start = time.time()
-    run(["--config-file", args.config_file, "--eval-only", *args.opts, "MODEL.WEIGHTS", "",
-         "OUTPUT_DIR", untrained_dir])
-    run(["--config-file", args.config_file, *args.opts])
+    run(flags + ["--eval-only", *args.opts, "MODEL.WEIGHTS", "", "OUTPUT_DIR", untrained_dir])
+    run(flags + args.opts)
     minutes = (time.time() - start) / 60
 
     with open(os.path.join(untrained_dir, "eval_results.json")) as f:
@@ -59,4 +72,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

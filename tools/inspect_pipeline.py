@@ -11,12 +11,14 @@ image, anchor labels (positive / negative / ignored) and the sampled ones (need 
 data set record or --gt-box; "n/a" without), RPN head outputs, proposals before and after NMS,
 sampled RoIs (foreground / background), RoI pooling, box head, class scores, box deltas and
 final detections. Stages a model lacks print "n/a". ``--json`` writes the same rows as JSON.
-The logic is frcnn_plugin.inspection.pipeline.
+``--weights W`` loads a checkpoint (default: MODEL.WEIGHTS; ``--weights ''``: none, untrained).
+A user's mistake ends with one ``error: ...`` paragraph and exit status 2 (``--debug``: the
+traceback). The logic is frcnn_plugin.inspection.pipeline.
 """
 import json
 import logging
-import sys
 
+from frcnn_plugin.cli import run_cli
 from frcnn_plugin.inspection.cli import build_inspection_model, input_parser, load_input, setup_cfg
 from frcnn_plugin.inspection.pipeline import format_table, trace_pipeline
 
@@ -34,10 +36,14 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     cfg = setup_cfg(args.config_file, args.opts)
     inp = load_input(cfg, args)
-    trace = trace_pipeline(build_inspection_model(cfg, args.weights), inp, mode=args.mode)
+    model, untrained = build_inspection_model(cfg, args.weights)
+    trace = trace_pipeline(model, inp, mode=args.mode)
     print("{} ({}×{} original), {}:".format(
         trace.source, trace.original_size[0], trace.original_size[1], args.config_file))
     print(format_table(trace.stages))
+    if untrained:
+        print("Note: random weights in {} (no checkpoint, or not in it): proposals and "
+              "detections are not a trained model's.".format(", ".join(untrained)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(trace.as_dict(), f, indent=2)
@@ -45,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)

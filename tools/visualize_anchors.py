@@ -6,14 +6,18 @@
     python tools/visualize_anchors.py --config-file CFG --image img.png --gt-box 10,20,60,90
 
 Writes base_anchors.png, shifted_anchors.png, and with GT iou_heatmap.png,
-positive_anchors.png (with --weights also the positives' decoded predictions),
-rpn_samples.png and roi_samples.png. Colours: GT green (0, 255, 0), positives / foreground red
+positive_anchors.png, rpn_samples.png and roi_samples.png. positive_anchors.png also shows the
+positives decoded with the RPN's deltas (predictions) when the checkpoint (--weights, default
+MODEL.WEIGHTS; --weights '' = none) holds trained RPN and box-predictor weights; with random
+ones (no weights, or ImageNet weights: backbone and fc6/fc7 only) they are left out with a note,
+unless --force-predictions. Colours: GT green (0, 255, 0), positives / foreground red
 (255, 0, 0), negatives / background blue (0, 0, 255), predictions magenta (255, 0, 255); see
-frcnn_plugin.inspection.anchor_viz for every picture.
+frcnn_plugin.inspection.anchor_viz for every picture. A user's mistake ends with one
+``error: ...`` paragraph and exit status 2 (``--debug``: the traceback).
 """
 import logging
-import sys
 
+from frcnn_plugin.cli import run_cli
 from frcnn_plugin.inspection.anchor_viz import draw_all
 from frcnn_plugin.inspection.cli import build_inspection_model, input_parser, load_input, setup_cfg
 from frcnn_plugin.inspection.draw import display_scale
@@ -26,6 +30,8 @@ def argument_parser():
     parser.add_argument("--scale", type=int, default=0,
                         help="integer zoom (default: long side of at least 384 px)")
     parser.add_argument("--gt-index", type=int, default=0, help="GT box of the IoU heat-map")
+    parser.add_argument("--force-predictions", action="store_true",
+                        help="draw the RPN's predictions even if its weights are random")
     return parser
 
 
@@ -33,18 +39,24 @@ def main(argv=None):
     args = argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     cfg = setup_cfg(args.config_file, args.opts)
-    weights = args.weights or cfg.MODEL.WEIGHTS
     inp = load_input(cfg, args)
-    trace = trace_pipeline(build_inspection_model(cfg, weights), inp)
+    model, untrained = build_inspection_model(cfg, args.weights)
+    trace = trace_pipeline(model, inp)
     scale = args.scale or display_scale(trace.image_size)
+    predictions = args.force_predictions or not untrained
     written = draw_all(trace, args.out_dir, scale, gt_index=args.gt_index,
-                       predictions=bool(weights))
+                       predictions=predictions)
     for name, path in written.items():
         print("{:18} {}".format(name, path))
     if trace.gt is None:
         print("No ground truth: only the anchor pictures (use --dataset or --gt-box).")
+    if untrained:
+        print("Note: random weights in {} (no checkpoint, or not in it): {}.".format(
+            ", ".join(untrained),
+            "predictions drawn anyway (--force-predictions)" if predictions else
+            "no predictions drawn (--force-predictions draws them anyway)"))
     return written
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_cli(main)

@@ -19,6 +19,7 @@ Unreadable image files in training sets are handled per sample at run time
 (:mod:`frcnn_plugin.data.mappers`).
 """
 import collections
+import difflib
 import itertools
 import json
 import logging
@@ -34,6 +35,7 @@ from detectron2.data.build import (
 from detectron2.data.detection_utils import check_metadata_consistency
 from detectron2.structures import BoxMode
 
+from ..cli import ConfigError, DataError, MissingFileError, UnknownDatasetError
 from .shapes import prepare_dataset
 
 __all__ = [
@@ -68,27 +70,36 @@ def load_dataset_dicts(name):
     """``DatasetCatalog.get(name)`` with errors that name the data set and the faulty file.
 
     Raises:
-        KeyError: the data set is not registered (detectron2's message lists the registered ones).
-        FileNotFoundError: its annotation file or an image folder does not exist.
-        ValueError: the annotation file is not valid JSON or not COCO-format, or has no images.
+        UnknownDatasetError: (a ``KeyError``) the data set is not registered; the message lists
+            the registered ones.
+        MissingFileError: (a ``FileNotFoundError``) its annotation file or an image folder does
+            not exist.
+        DataError: (a ``ValueError``) the annotation file is not valid JSON or not COCO-format,
+            or has no images.
     """
+    if name not in DatasetCatalog.list():
+        names = sorted(DatasetCatalog.list())
+        close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.75)
+        raise UnknownDatasetError(
+            "Data set {!r} is not registered; allowed: {} (or register it first, e.g. with "
+            "detectron2's register_coco_instances)".format(
+                name, "a registered name such as " + ", ".join(close) if close
+                else ", ".join(names)
+            )
+        )
     prepare_dataset(name)  # the plugin's generated data sets are written on first use
     meta = MetadataCatalog.get(name)
     json_file = meta.get("json_file", None)
     try:
         dicts = DatasetCatalog.get(name)
-    except KeyError as e:
-        if name not in DatasetCatalog.list():
-            raise
-        raise ValueError(_load_error(name, json_file, e)) from e
     except Exception as e:
         if _is_local(json_file) and not os.path.isfile(json_file):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 "Data set {!r}: annotation file not found: {}".format(name, json_file)
             ) from e
-        raise ValueError(_load_error(name, json_file, e)) from e
+        raise DataError(_load_error(name, json_file, e)) from e
     if not dicts:
-        raise ValueError(
+        raise DataError(
             "Data set {!r} is empty: no images{}".format(
                 name, " in " + json_file if json_file else ""
             )
@@ -109,13 +120,13 @@ def _load_error(name, json_file, e):
 
 def _check_image_folders(name, dicts, image_root):
     if _is_local(image_root) and not os.path.isdir(image_root):
-        raise FileNotFoundError(
+        raise MissingFileError(
             "Data set {!r}: image folder not found: {}".format(name, image_root)
         )
     folders = {os.path.dirname(d["file_name"]) for d in dicts if "file_name" in d}
     missing = sorted(f for f in folders if _is_local(f) and not os.path.isdir(f))
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "Data set {!r}: image folder(s) not found: {}".format(name, ", ".join(missing[:5]))
         )
 
@@ -187,10 +198,11 @@ def check_boxes(dicts, mode="drop", dataset_names=()):
         BoxReport: what was dropped (empty in "error" mode).
 
     Raises:
-        ValueError: in "error" mode, naming the first image with an invalid box.
+        DataError: (a ``ValueError``) in "error" mode, naming the first image with an invalid
+            box.
     """
     if mode not in ("drop", "error"):
-        raise ValueError("DATALOADER.INVALID_BOXES={!r}; allowed: 'drop' or 'error'".format(mode))
+        raise ConfigError("DATALOADER.INVALID_BOXES={!r}; allowed: 'drop' or 'error'".format(mode))
     report = BoxReport()
     for record in dicts:
         annotations = record.get("annotations")
@@ -205,7 +217,7 @@ def check_boxes(dicts, mode="drop", dataset_names=()):
                 kept.append(ann)
                 continue
             if mode == "error":
-                raise ValueError(
+                raise DataError(
                     "Data set {}: {}. Fix the annotation, or set DATALOADER.INVALID_BOXES "
                     "'drop' to drop such boxes.".format(
                         ", ".join(map(repr, dataset_names)) or "", _describe(record, box, reason)
@@ -253,17 +265,17 @@ def load_train_dataset_dicts(cfg):
     detectron2's ``get_detection_dataset_dicts`` in the training loader).
 
     Raises:
-        ValueError / FileNotFoundError: see :func:`load_dataset_dicts` and :func:`check_boxes`;
-            also when no usable image is left.
+        UserError: see :func:`load_dataset_dicts` and :func:`check_boxes`; also when no usable
+            image is left.
     """
     names = list(cfg.DATASETS.TRAIN)
     if not names:
-        raise ValueError("DATASETS.TRAIN is empty; allowed: one or more registered data sets")
+        raise ConfigError("DATASETS.TRAIN is empty; allowed: one or more registered data sets")
     per_dataset = [load_dataset_dicts(name) for name in names]
     if cfg.MODEL.LOAD_PROPOSALS:
         files = list(cfg.DATASETS.PROPOSAL_FILES_TRAIN)
         if len(files) != len(names):
-            raise ValueError(
+            raise ConfigError(
                 "DATASETS.PROPOSAL_FILES_TRAIN has {} files for {} data sets in DATASETS.TRAIN; "
                 "allowed: one per data set".format(len(files), len(names))
             )
@@ -279,7 +291,7 @@ def load_train_dataset_dicts(cfg):
                 dicts, cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
             )
     if not dicts:
-        raise ValueError(
+        raise DataError(
             "No usable training images in DATASETS.TRAIN={}: every image lacks usable "
             "annotations (see the log above)".format(tuple(names))
         )
@@ -299,7 +311,7 @@ def load_test_dataset_dicts(cfg, dataset_name):
     missing = [d["file_name"] for d in dicts if _is_local(d.get("file_name"))
                and not os.path.isfile(d["file_name"])]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             "Data set {!r}: {} of {} image files not found, e.g. {}; evaluation needs every "
             "image".format(dataset_name, len(missing), len(dicts), ", ".join(missing[:3]))
         )

@@ -23,6 +23,8 @@ import zlib
 
 from PIL import Image
 
+from ..cli import BadImageError, ConfigError
+
 __all__ = ["BAD_IMAGE_ERRORS", "SKIPPED_KEY", "SkipBadSamples", "NameBadImages", "pop_skipped"]
 
 logger = logging.getLogger(__name__)
@@ -55,13 +57,14 @@ class SkipBadSamples:
         dataset (Sequence[dict]): the data set the loader samples from (e.g. detectron2's
             ``DatasetFromList``), to draw replacements from. On Linux the data-loader workers
             share it with the loader (fork), so it costs no memory.
-        max_consecutive (int): skips in a row that raise ``RuntimeError``.
+        max_consecutive (int): skips in a row that raise :class:`~frcnn_plugin.cli.BadImageError`
+            (a ``RuntimeError``).
         seed (int): seed of the choice of replacements.
     """
 
     def __init__(self, mapper, dataset, max_consecutive=10, seed=0):
         if max_consecutive < 1:
-            raise ValueError(
+            raise ConfigError(
                 "DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES={!r}; allowed: an integer >= 1".format(
                     max_consecutive
                 )
@@ -91,7 +94,7 @@ class SkipBadSamples:
                 _name(dataset_dict), reason, self.num_skipped,
             )
             if skipped >= self.max_consecutive:
-                raise RuntimeError(
+                raise BadImageError(
                     "{} training images in a row could not be used "
                     "(DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES={}); the last one: {}: {}. Check "
                     "the data set's image files.".format(
@@ -112,7 +115,7 @@ class NameBadImages:
         try:
             return self.mapper(dataset_dict)
         except BAD_IMAGE_ERRORS as e:
-            raise RuntimeError(
+            raise BadImageError(
                 "Cannot read test image {} of data set {!r} ({}: {}); evaluation needs every "
                 "image: fix the file or remove it from the annotations".format(
                     _name(dataset_dict), self.dataset_name, type(e).__name__, e

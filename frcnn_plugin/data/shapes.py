@@ -6,7 +6,9 @@ annotation file are written to disk once, deterministically: the same arguments 
 files byte for byte.
 
 Built-in names (registered on ``import frcnn_plugin``), under
-``$DETECTRON2_DATASETS/frcnn_shapes/`` (default ``./datasets``):
+``$DETECTRON2_DATASETS/frcnn_shapes/`` (default ``./datasets``), resolved each time the data set
+is used (so importing the plugin does not fix the folder: the current directory and
+``DETECTRON2_DATASETS`` at the time of use count):
 
 ==========================  ========  ======  ====
 name                        images    size    seed
@@ -33,6 +35,8 @@ __all__ = [
     "SHAPES_CLASSES",
     "generate_shapes_dataset",
     "register_shapes_dataset",
+    "register_builtin_shapes",
+    "builtin_shapes_root",
     "prepare_dataset",
 ]
 
@@ -164,37 +168,74 @@ def generate_shapes_dataset(
 def register_shapes_dataset(name, root, num_images, image_size=128, seed=0, **kwargs):
     """Register a generated shapes data set under ``name`` (generated on first use).
 
-    The metadata has ``evaluator_type="coco"``, so ``COCOEvaluator`` evaluates it.
+    Args:
+        root (str or callable): its folder, or a function that returns it. It is resolved each
+            time the data set is used (a relative path against the current directory then), as
+            detectron2 resolves the paths of its built-in data sets.
+        num_images, image_size, seed, kwargs: see :func:`generate_shapes_dataset`.
+
+    The metadata has ``evaluator_type="coco"``, so ``COCOEvaluator`` evaluates it, and, once the
+    data set is used, ``json_file`` and ``image_root``.
     """
-    root = os.path.abspath(root)
-    args = dict(root=root, num_images=num_images, image_size=image_size, seed=seed, **kwargs)
-    _GENERATED[name] = args
-    json_file = os.path.join(root, ANNOTATION_FILE)
-    image_root = os.path.join(root, IMAGE_DIR)
+    _GENERATED[name] = dict(
+        root=root, num_images=num_images, image_size=image_size, seed=seed, **kwargs
+    )
 
     def load():
-        generate_shapes_dataset(**args)
+        json_file, image_root = prepare_dataset(name)
         return load_coco_json(json_file, image_root, name)
 
     DatasetCatalog.register(name, load)
-    MetadataCatalog.get(name).set(
-        json_file=json_file,
-        image_root=image_root,
-        evaluator_type="coco",
-        thing_classes=list(SHAPES_CLASSES),
-    )
+    MetadataCatalog.get(name).set(evaluator_type="coco", thing_classes=list(SHAPES_CLASSES))
+
+
+def _set_paths(name, json_file, image_root):
+    """Set the metadata's file paths; replace them (and the metadata) if the folder moved."""
+    meta = MetadataCatalog.get(name)
+    if meta.get("json_file", json_file) != json_file:  # e.g. DETECTRON2_DATASETS changed
+        MetadataCatalog.remove(name)
+        meta = MetadataCatalog.get(name).set(
+            evaluator_type="coco", thing_classes=list(SHAPES_CLASSES)
+        )
+    meta.set(json_file=json_file, image_root=image_root)
 
 
 def prepare_dataset(name):
     """Make sure a data set's files exist before something reads them directly (an evaluator
-    reads ``metadata.json_file``). Generates the plugin's shapes data sets; no-op otherwise."""
-    if name in _GENERATED:
-        generate_shapes_dataset(**_GENERATED[name])
+    reads ``metadata.json_file``). Generates the plugin's shapes data sets, in the folder their
+    root names now, and sets their metadata's ``json_file`` and ``image_root``; no-op for other
+    data sets.
+
+    Returns:
+        (json_file, image_root) of a shapes data set (absolute paths); None for other names.
+    """
+    if name not in _GENERATED:
+        return None
+    args = dict(_GENERATED[name])
+    root = args.pop("root")
+    root = os.path.abspath(os.path.expanduser(root() if callable(root) else root))
+    json_file = generate_shapes_dataset(root, **args)
+    image_root = os.path.join(root, IMAGE_DIR)
+    _set_paths(name, json_file, image_root)
+    return json_file, image_root
+
+
+def builtin_shapes_root():
+    """``$DETECTRON2_DATASETS/frcnn_shapes`` (``DETECTRON2_DATASETS`` defaults to
+    ``datasets``, relative to the current directory), read now."""
+    return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")),
+                        "frcnn_shapes")
+
+
+def _builtin_folder(sub):
+    return lambda: os.path.join(builtin_shapes_root(), sub)
 
 
 def register_builtin_shapes(root=None):
-    root = root or os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "frcnn_shapes")
+    """Register ``frcnn_shapes_train`` / ``frcnn_shapes_val`` (unless registered already) under
+    ``root`` (default: :func:`builtin_shapes_root` at the time of use)."""
     for name, n, seed in (("frcnn_shapes_train", 256, 0), ("frcnn_shapes_val", 64, 1)):
         if name not in DatasetCatalog.list():
-            register_shapes_dataset(name, os.path.join(root, name[len("frcnn_shapes_"):]), n,
-                                    image_size=128, seed=seed)
+            sub = name[len("frcnn_shapes_"):]
+            folder = os.path.join(root, sub) if root else _builtin_folder(sub)
+            register_shapes_dataset(name, folder, n, image_size=128, seed=seed)

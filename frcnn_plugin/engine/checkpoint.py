@@ -21,6 +21,8 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
+from ..cli import CheckpointError, MissingFileError
+
 __all__ = ["AtomicCheckpointer", "atomic_write", "TAG_FILE"]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,9 @@ class AtomicCheckpointer(DetectionCheckpointer):
         super().__init__(*args, **kwargs)
         self._resuming = False
         self._loading = None
+        # names of the model's parameters that the last load left as they were (absent from
+        # the checkpoint, or of another shape); None before any load
+        self.unloaded_parameters = None
 
     # ------------------------------------------------------------------------------- saving
     def save(self, name, **kwargs):
@@ -131,14 +136,15 @@ class AtomicCheckpointer(DetectionCheckpointer):
         # detectron2 after v0.6 accepts "file.pth?matching_heuristics=True"
         if path and _is_local(path) and not os.path.isfile(path.split("?", 1)[0]):
             if self._resuming:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     "Cannot resume: {} names {}, which does not exist. Restore it, or edit or "
                     "delete that file to resume from another checkpoint or start over.".format(
                         os.path.join(self.save_dir, TAG_FILE), path
                     )
                 )
-            raise FileNotFoundError(
-                "Checkpoint not found: {} (MODEL.WEIGHTS or the path given to load)".format(path)
+            raise MissingFileError(
+                "Checkpoint not found: {} (MODEL.WEIGHTS or the path given to load); allowed: an "
+                "existing checkpoint file, or '' for no weights".format(path)
             )
         return super().load(path, *args, **kwargs)
 
@@ -146,13 +152,13 @@ class AtomicCheckpointer(DetectionCheckpointer):
         try:
             loaded = super()._load_file(filename)
         except Exception as e:
-            raise ValueError(
+            raise CheckpointError(
                 "Cannot read checkpoint {}: it is corrupt, truncated or not a PyTorch/detectron2 "
                 "checkpoint ({}: {})".format(filename, type(e).__name__, str(e).splitlines()[0]
                                              if str(e) else "")
             ) from e
         if not isinstance(loaded, Mapping) or not isinstance(loaded.get("model"), Mapping):
-            raise ValueError(
+            raise CheckpointError(
                 "Checkpoint {} holds no state dict (found {}); expected a dict of tensors or "
                 "{{'model': state_dict, ...}}".format(filename, type(loaded.get("model", loaded))
                                                       .__name__)
@@ -169,8 +175,9 @@ class AtomicCheckpointer(DetectionCheckpointer):
         params = [n for n, _ in self.model.named_parameters()]
         missing = set(incompatible.missing_keys)
         loaded = [n for n in params if n not in missing]
+        self.unloaded_parameters = [n for n in params if n in missing]
         if params and not loaded:
-            raise ValueError(
+            raise CheckpointError(
                 "Checkpoint {} does not fit the model: none of its {} tensors matches a model "
                 "parameter by name and shape (checkpoint keys e.g. {}; model parameters e.g. {}). "
                 "It was trained for another architecture or other MODEL.* settings (e.g. "
@@ -181,7 +188,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
         if self._resuming and (missing & set(params) or incompatible.incorrect_shapes):
             shapes = ["{} {} (model: {})".format(k, tuple(a), tuple(b))
                       for k, a, b in incompatible.incorrect_shapes[:3]]
-            raise ValueError(
+            raise CheckpointError(
                 "Cannot resume from {}: the model differs from the one that wrote it "
                 "({} parameters missing from the checkpoint, e.g. {}; {} with another shape{}). "
                 "Resume with the config of that run, or use another OUTPUT_DIR.".format(

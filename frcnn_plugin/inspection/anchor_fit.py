@@ -4,9 +4,9 @@ For every GT box of a registered data set (annotations and image sizes only; no 
 resized as the test-time pipeline resizes its image (``ResizeShortestEdge(INPUT.MIN_SIZE_TEST,
 INPUT.MAX_SIZE_TEST)``), the anchors of the config's anchor generator
 (``build_anchor_generator`` on the backbone's output shapes) are laid on the feature maps of
-that image size, computed from the strides: a feature map has ``ceil(padded side / stride)``
-cells (the padded side is the side rounded up to the backbone's ``size_divisibility``; VGG's
-max-pools round down instead, which differs by one cell for sides that are not multiples of 16).
+that image size. Their sizes are the backbone's own: its forward on the meta device (shapes
+only, no computation) for the image padded to its ``size_divisibility``, as the model pads it.
+E.g. VGG's four max-pools round down: an 801-pixel side gives 50 cells, not ceil(801 / 16) = 51.
 Only the anchors that take part in training count: those inside the image when
 ``MODEL.RPN.BOUNDARY_THRESH >= 0``, all of them otherwise (and for RetinaNet).
 
@@ -26,11 +26,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from detectron2.data import DatasetCatalog
 from detectron2.data.transforms import ResizeShortestEdge
 from detectron2.modeling import build_backbone
 from detectron2.modeling.anchor_generator import _broadcast_params, build_anchor_generator
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
+
+from ..cli import DataError
+from ..config_checks import config_errors
+from ..data.checks import load_dataset_dicts
 
 __all__ = [
     "AnchorSpec",
@@ -139,7 +142,7 @@ def dataset_gt_boxes(
     records = dataset_dicts[:max_images] if max_images else dataset_dicts
     for r in records:
         if "height" not in r or "width" not in r:
-            raise ValueError(
+            raise DataError(
                 "Record {!r} has no height/width; the anchor analysis reads image sizes from the "
                 "records, not from the files".format(r.get("file_name", r.get("image_id")))
             )
@@ -173,16 +176,19 @@ class AnchorFitter:
         self.cfg.defrost()
         retinanet = cfg.MODEL.META_ARCHITECTURE == "RetinaNet"
         node = cfg.MODEL.RETINANET if retinanet else cfg.MODEL.RPN
-        backbone = build_backbone(self.cfg)
-        shapes = backbone.output_shape()
-        self.in_features = list(node.IN_FEATURES)
-        self.input_shapes = [shapes[f] for f in self.in_features]
-        self.size_divisibility = int(getattr(backbone, "size_divisibility", 0) or 0)
-        del backbone
+        with config_errors(cfg):
+            with torch.device("meta"):  # for output shapes only: no memory, no initialization
+                self.backbone = build_backbone(self.cfg).eval()
+            shapes = self.backbone.output_shape()
+            self.in_features = list(node.IN_FEATURES)
+            self.input_shapes = [shapes[f] for f in self.in_features]
+            self.current = self.spec_of(build_anchor_generator(self.cfg, self.input_shapes))
+        self.size_divisibility = int(getattr(self.backbone, "size_divisibility", 0) or 0)
+        self.input_channels = len(cfg.MODEL.PIXEL_MEAN)
         self.thresholds = (float(node.IOU_THRESHOLDS[0]), float(node.IOU_THRESHOLDS[-1]))
         self.boundary_thresh = -1 if retinanet else int(cfg.MODEL.RPN.BOUNDARY_THRESH)
         self.generator_name = cfg.MODEL.ANCHOR_GENERATOR.NAME
-        self.current = self.spec_of(build_anchor_generator(self.cfg, self.input_shapes))
+        self._grid_sizes: Dict[Tuple[int, int], List[Tuple[int, int]]] = {}
 
     @property
     def strides(self) -> List[int]:
@@ -223,10 +229,19 @@ class AnchorFitter:
         return build_anchor_generator(cfg, self.input_shapes)
 
     def grid_sizes(self, image_size: Tuple[int, int]) -> List[Tuple[int, int]]:
-        """Feature map sizes of an input of ``image_size`` (h, w), from the strides."""
-        d = self.size_divisibility
-        padded = [int(math.ceil(s / d) * d) if d > 0 else int(s) for s in image_size]
-        return [tuple(int(math.ceil(p / st)) for p in padded) for st in self.strides]
+        """(Hi, Wi) of each anchor feature map for an input of ``image_size`` (h, w): the
+        backbone's output for that input padded to its ``size_divisibility`` (a forward on the
+        meta device: shapes only), e.g. (50, 50) for VGG16 and 801 x 801."""
+        key = (int(image_size[0]), int(image_size[1]))
+        if key not in self._grid_sizes:
+            d = self.size_divisibility
+            padded = [int(math.ceil(s / d) * d) if d > 0 else s for s in key]
+            with torch.no_grad():
+                features = self.backbone(
+                    torch.empty((1, self.input_channels, *padded), device="meta"))
+            self._grid_sizes[key] = [tuple(int(v) for v in features[f].shape[-2:])
+                                     for f in self.in_features]
+        return self._grid_sizes[key]
 
     def anchors(self, generator, image_size) -> Boxes:
         """The anchors that take part in training for an image of ``image_size``."""
@@ -412,11 +427,11 @@ def _quantiles(x):
 
 def analyze_dataset(cfg, dataset_name: str, max_images: int = 0) -> AnchorFitResult:
     """Fit of the config's anchors to a registered data set, and a suggestion."""
-    dicts = DatasetCatalog.get(dataset_name)
+    dicts = load_dataset_dicts(dataset_name)
     min_size, max_size = int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
     gts = dataset_gt_boxes(dicts, min_size, max_size, max_images)
     if not gts:
-        raise ValueError("Data set {!r} has no GT boxes to analyze".format(dataset_name))
+        raise DataError("Data set {!r} has no GT boxes to analyze".format(dataset_name))
     fitter = AnchorFitter(cfg)
     current_stats = fitter.evaluate(fitter.current, gts)
     suggested, stats, n = suggest_anchors(fitter, gts)

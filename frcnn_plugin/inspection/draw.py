@@ -15,6 +15,7 @@ name              colour           what
 ``ANCHOR_COLORS`` see below        anchors of the 1st, 2nd, ... size (orange, cyan, yellow, ...)
 ================  ===============  =============================================================
 """
+import math
 from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -85,10 +86,17 @@ class Canvas:
         return int(round(x * self.scale)) + self.margin, int(round(y * self.scale)) + self.margin
 
     def box(self, box: Sequence[float], color, width: Optional[int] = None):
-        """Outline of an XYXY box (image pixels)."""
-        x0, y0 = self.to_canvas(box[0], box[1])
-        x1, y1 = self.to_canvas(box[2], box[3])
+        """Outline of an XYXY box (image pixels). What lies outside the canvas is cut off (e.g.
+        a far-off box decoded by an untrained head); a box with a NaN or infinite coordinate is
+        not drawn."""
+        if not all(math.isfinite(v) for v in box):
+            return
         width = width or max(1, self.scale // 2)
+        (x0, y0), (x1, y1) = self.to_canvas(box[0], box[1]), self.to_canvas(box[2], box[3])
+        # sides beyond the canvas stay beyond it, with coordinates small enough for PIL
+        w, h = self.image.size
+        x0, x1 = (min(max(v, -width - 1), w + width) for v in (x0, x1))
+        y0, y1 = (min(max(v, -width - 1), h + width) for v in (y0, y1))
         self.draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color,
                             width=width)
 

@@ -5,18 +5,24 @@ the test-time augmentation the config implies, ``ResizeShortestEdge(INPUT.MIN_SI
 INPUT.MAX_SIZE_TEST)``; ground-truth boxes go through the same transform
 (:func:`detectron2.data.detection_utils.transform_instance_annotations`).
 """
+import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode, Instances
 
-__all__ = ["InspectionInput", "test_resize", "load_image_input", "load_dataset_input"]
+from ..cli import BadImageError, MissingFileError, UserError
+from ..data.checks import load_dataset_dicts
+from ..data.mappers import BAD_IMAGE_ERRORS
+
+__all__ = [
+    "InspectionInput", "test_resize", "read_image", "load_image_input", "load_dataset_input"
+]
 
 
 @dataclass
@@ -74,6 +80,22 @@ def _make_input(cfg, image: np.ndarray, annos, source: str) -> InspectionInput:
     return InspectionInput(inputs, np.ascontiguousarray(rgb), gt, original_size, source)
 
 
+def read_image(path: str, image_format: str, record: Optional[dict] = None) -> np.ndarray:
+    """detectron2's ``read_image``, with errors that name the file: ``MissingFileError`` for a
+    missing file, ``BadImageError`` for one that is not a readable image (or, with a data set
+    ``record``, not of the record's size)."""
+    if "://" not in path and not os.path.isfile(path):
+        raise MissingFileError("Image not found: {}".format(path))
+    try:
+        image = utils.read_image(path, format=image_format)
+        if record is not None:
+            utils.check_image_size(record, image)
+    except BAD_IMAGE_ERRORS as e:
+        raise BadImageError("Cannot read image {} ({}: {}); allowed: an image file PIL can read "
+                            "(PNG, JPEG, ...)".format(path, type(e).__name__, e)) from e
+    return image
+
+
 def load_image_input(
     cfg, path: str, gt_boxes: Optional[Sequence[Sequence[float]]] = None,
     gt_classes: Optional[Sequence[int]] = None,
@@ -86,7 +108,7 @@ def load_image_input(
             empty): the image has no ground truth.
         gt_classes (list[int] or None): class of each box (default 0).
     """
-    image = utils.read_image(path, format=cfg.INPUT.FORMAT)
+    image = read_image(path, cfg.INPUT.FORMAT)
     annos = None
     if gt_boxes:
         classes = list(gt_classes) if gt_classes is not None else [0] * len(gt_boxes)
@@ -98,17 +120,22 @@ def load_image_input(
 
 
 def load_dataset_input(cfg, dataset_name: str, index: int = 0) -> InspectionInput:
-    """Image ``index`` of a registered data set (``DatasetCatalog``), with its annotations."""
-    dicts = DatasetCatalog.get(dataset_name)
+    """Image ``index`` of a registered data set (``DatasetCatalog``, through
+    :func:`frcnn_plugin.data.checks.load_dataset_dicts`), with its annotations.
+
+    Raises:
+        UserError: the data set is not registered or unreadable, ``index`` is out of range,
+            the image is missing or unreadable.
+    """
+    dicts = load_dataset_dicts(dataset_name)
     if not 0 <= index < len(dicts):
-        raise IndexError(
-            "--index {} is out of range: data set {!r} has {} images".format(
-                index, dataset_name, len(dicts)
+        raise UserError(
+            "--index {} is out of range; allowed: 0 ... {} (data set {!r} has {} images)".format(
+                index, len(dicts) - 1, dataset_name, len(dicts)
             )
         )
     record = dicts[index]
-    image = utils.read_image(record["file_name"], format=cfg.INPUT.FORMAT)
-    utils.check_image_size(record, image)
+    image = read_image(record["file_name"], cfg.INPUT.FORMAT, record)
     return _make_input(
         cfg, image, record.get("annotations", []), "{}[{}]".format(dataset_name, index)
     )

@@ -29,7 +29,7 @@ from detectron2.modeling import ANCHOR_GENERATOR_REGISTRY
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator, _broadcast_params
 from detectron2.structures import Boxes
 
-__all__ = ["FRCNNAnchorGenerator"]
+__all__ = ["FRCNNAnchorGenerator", "uses_explicit_sizes"]
 
 # Constructor argument -> config key, for error messages.
 _KEYS = {
@@ -56,6 +56,18 @@ def _check_positive(values, name: str, what: str, given=None):
                 f"{_KEYS[name]}={values if given is None else given!r} contains {v!r}: every "
                 f"{what} must be a positive number."
             )
+
+
+def _uses_scales(scales) -> bool:
+    return scales is not None and not (_is_seq(scales) and len(scales) == 0)
+
+
+def uses_explicit_sizes(scales, octave_base_scale) -> bool:
+    """Whether the anchor sizes come from ``SIZES`` (detectron2's key): only when ``SCALES`` is
+    empty (or None) and ``OCTAVE_BASE_SCALE`` is not > 0; otherwise ``SIZES`` is not read."""
+    octave_on = (not isinstance(octave_base_scale, bool)
+                 and isinstance(octave_base_scale, (int, float)) and octave_base_scale > 0)
+    return not (_uses_scales(scales) or octave_on)
 
 
 def _per_level_lists(values, num_levels: int, name: str, what: str) -> List[List[float]]:
@@ -188,7 +200,6 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
     ) -> List[List[float]]:
         """The anchor sizes of each level, from explicit sizes, scales or octave scales."""
         num_levels = len(strides)
-        use_scales = scales is not None and not (_is_seq(scales) and len(scales) == 0)
         if isinstance(octave_base_scale, bool) or not isinstance(octave_base_scale, (int, float)):
             raise ValueError(f"{_KEYS['octave_base_scale']}={octave_base_scale!r}: not a number.")
         if octave_base_scale < 0:
@@ -196,6 +207,7 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
                 f"{_KEYS['octave_base_scale']}={octave_base_scale!r}: must be > 0, or 0 (off)."
             )
         use_octave = octave_base_scale > 0
+        use_scales = _uses_scales(scales)
         if use_scales and use_octave:
             raise ValueError(
                 f"{_KEYS['scales']}={scales!r} and {_KEYS['octave_base_scale']}="
@@ -203,7 +215,7 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
                 f"OCTAVE_BASE_SCALE to 0.0)."
             )
         has_base = base_sizes is not None and not (_is_seq(base_sizes) and len(base_sizes) == 0)
-        if not (use_scales or use_octave):
+        if uses_explicit_sizes(scales, octave_base_scale):
             if has_base:
                 raise ValueError(
                     f"{_KEYS['base_sizes']}={base_sizes!r} needs {_KEYS['scales']} or "
