@@ -17,6 +17,7 @@ import tempfile
 from .cli import ConfigError, OutputError, UserError
 from .config import _all_keys
 from .modeling.anchor_generator import uses_explicit_sizes
+from .modeling.rpn import PROPOSAL_ORDERS
 
 __all__ = [
     "NONFINITE_LOSS_MODES",
@@ -103,6 +104,15 @@ def _check_model(p):
     _check_matcher(p, "MODEL.RPN")
     _check_matcher(p, "MODEL.ROI_HEADS")
     p.require("MODEL.RPN.NMS_THRESH", lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]")
+    p.require(
+        "MODEL.RPN.BEST_ANCHOR_MIN_IOU", lambda v: _is_number(v) and -1 <= v < 1,
+        "a number in [-1, 1) (0.0: a GT's best anchor is positive only when it overlaps the GT; "
+        "< 0: always, as py-faster-rcnn)",
+    )
+    p.require(
+        "MODEL.RPN.PROPOSAL_ORDER", lambda v: v in PROPOSAL_ORDERS,
+        " or ".join(repr(o) for o in PROPOSAL_ORDERS),
+    )
     p.require(
         "MODEL.ROI_HEADS.NMS_THRESH_TEST", lambda v: _is_number(v) and 0 < v <= 1,
         "a number in (0, 1]",

@@ -79,6 +79,18 @@ class TestConfig(unittest.TestCase):
         ):
             self.validate("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "0")
 
+    def test_best_anchor_floor_and_proposal_order(self):
+        with self.assertRaises(ValueError) as ctx:
+            self.validate("MODEL.RPN.BEST_ANCHOR_MIN_IOU", "1.0", "MODEL.RPN.PROPOSAL_ORDER",
+                          "'sorted'")
+        msg = str(ctx.exception)
+        self.assertIn("MODEL.RPN.BEST_ANCHOR_MIN_IOU=1.0 is invalid; allowed: a number in "
+                      "[-1, 1)", msg)
+        self.assertIn("MODEL.RPN.PROPOSAL_ORDER='sorted' is invalid; allowed: 'paper' or "
+                      "'detectron2'", msg)
+        self.validate("MODEL.RPN.BEST_ANCHOR_MIN_IOU", "-1.0", "MODEL.RPN.PROPOSAL_ORDER",
+                      "'detectron2'")
+
     def test_iou_thresholds_out_of_order_and_labels(self):
         with self.assertRaisesRegex(
             ValueError,

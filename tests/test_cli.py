@@ -171,7 +171,8 @@ class TestToolsUserErrors(unittest.TestCase):
     exception propagates (Python prints its traceback)."""
 
     @pytest.fixture(scope="class", autouse=True)
-    def _run_all(self, request, tmp_path_factory):
+    @classmethod
+    def _run_all(cls, request, tmp_path_factory):
         from concurrent.futures import ThreadPoolExecutor
 
         tmp = str(tmp_path_factory.mktemp("cli"))

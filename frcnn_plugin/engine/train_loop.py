@@ -45,14 +45,13 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
+from ..cli import ConfigError
+from ..config_checks import NONFINITE_LOSS_MODES
 from ..data.mappers import pop_skipped
 
-__all__ = ["NonFiniteLossGuard", "NONFINITE_LOSS_MODES"]
+__all__ = ["NonFiniteLossGuard"]
 
 logger = logging.getLogger(__name__)
-
-NONFINITE_LOSS_MODES = ("error", "skip")
-
 
 class _NaNGradient(torch.autograd.Function):
     """Value 0, gradient NaN for ``param``: marks a step as non-finite on every process."""
@@ -85,13 +84,13 @@ class NonFiniteLossGuard(HookBase):
 
     def __init__(self, mode: str = "error", max_consecutive_skips: int = 10):
         if mode not in NONFINITE_LOSS_MODES:
-            raise ValueError(
+            raise ConfigError(
                 "SOLVER.NONFINITE_LOSS={!r} is invalid; allowed: {}".format(
                     mode, " or ".join(repr(m) for m in NONFINITE_LOSS_MODES)
                 )
             )
         if int(max_consecutive_skips) < 1:
-            raise ValueError(
+            raise ConfigError(
                 "SOLVER.NONFINITE_LOSS_MAX_SKIPS={!r} is invalid; allowed: an integer >= 1".format(
                     max_consecutive_skips
                 )

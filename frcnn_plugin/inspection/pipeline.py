@@ -313,7 +313,9 @@ def _label_stages(trace, pg, gt):
             "anchor_labels",
             name_l,
             _counts(before[0]),
-            "IoU ≥ {} or a GT's best: positive; < {}: negative; {} GT".format(hi, lo, len(gt)),
+            "IoU ≥ {} or a GT's best{}: positive; < {}: negative; {} GT".format(
+                hi, _best_anchor_floor(pg), lo, len(gt)
+            ),
         )
     else:
         trace.add("anchor_labels", name_l, None, "the RPN has no _subsample_labels to observe")
@@ -326,6 +328,13 @@ def _label_stages(trace, pg, gt):
     trace.add(
         "anchors_sampled", name_s, _counts(labels[0], (("positive", 1), ("negative", 0))), detail
     )
+
+
+def _best_anchor_floor(pg) -> str:
+    """" (IoU > 0)" for the plugin's matcher with its floor; "" for detectron2's (ties at any
+    IoU)."""
+    floor = getattr(pg.anchor_matcher, "min_iou", None)
+    return "" if floor is None or floor < 0 else " (IoU > {:g})".format(floor)
 
 
 def _flatten_rpn_outputs(pg, logits, deltas):
@@ -408,9 +417,11 @@ def _proposal_stages(trace, pg, images, features, mode):
         keys[2][0],
         keys[2][1],
         len(before),
-        "top {} per level by objectness, clipped, sides > {:g} px ({})".format(
-            format_value(pre), min_size, mode
-        ),
+        (
+            "clipped, sides ≥ {1:g} px, top {0} per level by objectness ({2})"
+            if getattr(pg, "proposal_order", "detectron2") == "paper"
+            else "top {0} per level by objectness, clipped, sides > {1:g} px ({2})"
+        ).format(format_value(pre), min_size, mode),
     )
     trace.add(
         keys[3][0],

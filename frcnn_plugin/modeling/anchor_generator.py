@@ -29,6 +29,8 @@ from detectron2.modeling import ANCHOR_GENERATOR_REGISTRY
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator, _broadcast_params
 from detectron2.structures import Boxes
 
+from ..cli import ConfigError
+
 __all__ = ["FRCNNAnchorGenerator", "uses_explicit_sizes"]
 
 # Constructor argument -> config key, for error messages.
@@ -52,7 +54,7 @@ def _is_seq(x) -> bool:
 def _check_positive(values, name: str, what: str, given=None):
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{_KEYS[name]}={values if given is None else given!r} contains {v!r}: every "
                 f"{what} must be a positive number."
             )
@@ -79,19 +81,19 @@ def _per_level_lists(values, num_levels: int, name: str, what: str) -> List[List
     """
     key = _KEYS[name]
     if not _is_seq(values) or len(values) == 0:
-        raise ValueError(
+        raise ConfigError(
             f"{key}={values!r}: expected a non-empty list of positive {what}s, or one such list "
             f"per feature map (list of lists)."
         )
     levels = list(values) if _is_seq(values[0]) else [values]
     if len(levels) not in (1, num_levels):
-        raise ValueError(
+        raise ConfigError(
             f"{key}={values!r} gives {len(levels)} levels, but the anchor generator has "
             f"{num_levels} feature maps; give 1 level (used for all) or {num_levels}."
         )
     for i, level in enumerate(levels):
         if not _is_seq(level) or len(level) == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{key}={values!r}: level {i} is {level!r}; each level must be a non-empty "
                 f"list of positive {what}s."
             )
@@ -103,9 +105,9 @@ def _per_level_values(values, num_levels: int, name: str, what: str) -> List[flo
     """Validate list[float] with one value (used for all levels) or one per level."""
     key = _KEYS[name]
     if not _is_seq(values) or any(_is_seq(v) for v in values):
-        raise ValueError(f"{key}={values!r}: expected a flat list of positive {what}s.")
+        raise ConfigError(f"{key}={values!r}: expected a flat list of positive {what}s.")
     if len(values) not in (1, num_levels):
-        raise ValueError(
+        raise ConfigError(
             f"{key}={values!r} gives {len(values)} levels, but the anchor generator has "
             f"{num_levels} feature maps; give 1 value (used for all), {num_levels}, or [] "
             f"(the strides)."
@@ -172,15 +174,15 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
         """
         strides = list(strides) if _is_seq(strides) else strides
         if not _is_seq(strides) or len(strides) == 0:
-            raise ValueError(f"{_KEYS['strides']}: got {strides!r}, need at least one stride.")
+            raise ConfigError(f"{_KEYS['strides']}: got {strides!r}, need at least one stride.")
         _check_positive(strides, "strides", "stride")
         if not (isinstance(offset, (int, float)) and 0.0 <= offset < 1.0):
-            raise ValueError(
+            raise ConfigError(
                 f"{_KEYS['offset']}={offset!r} is not allowed: it must be in [0, 1) "
                 f"(0.5 centres anchors in their cell, 0.0 puts them on the cell corner)."
             )
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ValueError(f"{_KEYS['cache_size']}={cache_size!r}: must be an integer >= 0.")
+            raise ConfigError(f"{_KEYS['cache_size']}={cache_size!r}: must be an integer >= 0.")
         num_levels = len(strides)
         aspect_ratios = _per_level_lists(aspect_ratios, num_levels, "aspect_ratios", "ratio")
         level_sizes = self._level_sizes(
@@ -201,15 +203,15 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
         """The anchor sizes of each level, from explicit sizes, scales or octave scales."""
         num_levels = len(strides)
         if isinstance(octave_base_scale, bool) or not isinstance(octave_base_scale, (int, float)):
-            raise ValueError(f"{_KEYS['octave_base_scale']}={octave_base_scale!r}: not a number.")
+            raise ConfigError(f"{_KEYS['octave_base_scale']}={octave_base_scale!r}: not a number.")
         if octave_base_scale < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{_KEYS['octave_base_scale']}={octave_base_scale!r}: must be > 0, or 0 (off)."
             )
         use_octave = octave_base_scale > 0
         use_scales = _uses_scales(scales)
         if use_scales and use_octave:
-            raise ValueError(
+            raise ConfigError(
                 f"{_KEYS['scales']}={scales!r} and {_KEYS['octave_base_scale']}="
                 f"{octave_base_scale!r} are both set; give one of them (set SCALES to [] or "
                 f"OCTAVE_BASE_SCALE to 0.0)."
@@ -217,13 +219,13 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
         has_base = base_sizes is not None and not (_is_seq(base_sizes) and len(base_sizes) == 0)
         if uses_explicit_sizes(scales, octave_base_scale):
             if has_base:
-                raise ValueError(
+                raise ConfigError(
                     f"{_KEYS['base_sizes']}={base_sizes!r} needs {_KEYS['scales']} or "
                     f"{_KEYS['octave_base_scale']}; with neither, the sizes come from "
                     f"{_KEYS['sizes']} (set BASE_SIZES to [])."
                 )
             if sizes is None:
-                raise ValueError(
+                raise ConfigError(
                     f"No anchor sizes: set {_KEYS['sizes']}, {_KEYS['scales']} or "
                     f"{_KEYS['octave_base_scale']}."
                 )
@@ -236,7 +238,7 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
         if use_octave:
             n = scales_per_octave
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(
+                raise ConfigError(
                     f"{_KEYS['scales_per_octave']}={n!r}: must be an integer >= 1 when "
                     f"{_KEYS['octave_base_scale']} > 0."
                 )

@@ -7,6 +7,8 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_BOX_HEAD_REGISTRY
 
+from ..cli import ConfigError
+
 __all__ = ["VGGFCHead"]
 
 
@@ -33,9 +35,9 @@ class VGGFCHead(nn.Module):
         """
         super().__init__()
         if fc_dim <= 0:
-            raise ValueError("MODEL.ROI_BOX_HEAD.FC_DIM={!r} must be > 0".format(fc_dim))
+            raise ConfigError("MODEL.ROI_BOX_HEAD.FC_DIM={!r} must be > 0".format(fc_dim))
         if not 0.0 <= dropout < 1.0:
-            raise ValueError("MODEL.ROI_BOX_HEAD.DROPOUT={!r} must be in [0, 1)".format(dropout))
+            raise ConfigError("MODEL.ROI_BOX_HEAD.DROPOUT={!r} must be in [0, 1)".format(dropout))
         in_dim = int(np.prod([d for d in (input_shape.channels, input_shape.height,
                                           input_shape.width) if d]))
         self.fc6 = nn.Linear(in_dim, fc_dim)

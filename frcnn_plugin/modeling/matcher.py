@@ -22,6 +22,8 @@ of py-faster-rcnn and detectron2.
 """
 from detectron2.modeling.matcher import Matcher
 
+from ..cli import ConfigError
+
 __all__ = ["BestAnchorMatcher"]
 
 
@@ -37,7 +39,7 @@ class BestAnchorMatcher(Matcher):
     def __init__(self, thresholds, labels, allow_low_quality_matches=True, *, min_iou=0.0):
         super().__init__(thresholds, labels, allow_low_quality_matches)
         if not -1.0 <= float(min_iou) < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.RPN.BEST_ANCHOR_MIN_IOU={!r} is invalid; allowed: a number in [-1, 1) "
                 "(0.0: promote a GT's best anchor only when it overlaps the GT; < 0: always, "
                 "as py-faster-rcnn)".format(min_iou)

@@ -26,6 +26,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList
 
+from ..cli import ConfigError
 from ..data.dataset_mapper import INPUT_SCALE_KEY
 
 __all__ = ["FRCNNGeneralizedRCNN", "original_sizes"]
@@ -74,7 +75,7 @@ class FRCNNGeneralizedRCNN(GeneralizedRCNN):
         if self.training and self.input_crop and self._needs_original_sizes():
             missing = [x.get("file_name", "?") for x in batched_inputs if INPUT_SCALE_KEY not in x]
             if missing:
-                raise ValueError(
+                raise ConfigError(
                     "INPUT.CROP.ENABLED=True with MODEL.PROPOSAL_GENERATOR."
                     "MIN_SIZE_IN_ORIGINAL_PIXELS=True: the training inputs ({}) lack {!r}, the "
                     "crop's scale. Allowed: build the training loader with "

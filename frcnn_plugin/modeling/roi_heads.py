@@ -25,6 +25,7 @@ from detectron2.config import configurable
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.matcher import Matcher
 
+from ..cli import ConfigError
 from .sampling import build_sampler
 
 __all__ = ["FRCNNROIHeads", "iou_thresholds_with_bg_lo"]
@@ -40,7 +41,7 @@ def iou_thresholds_with_bg_lo(
     if bg_iou_lo == 0:
         return iou_thresholds, iou_labels
     if not 0.0 < bg_iou_lo < iou_thresholds[0] or iou_labels[0] != 0:
-        raise ValueError(
+        raise ConfigError(
             "MODEL.ROI_HEADS.BG_IOU_LO={!r} is invalid with IOU_THRESHOLDS={!r}, IOU_LABELS={!r}; "
             "allowed: a number in [0, IOU_THRESHOLDS[0]) with IOU_LABELS starting with 0. "
             "Better: drop BG_IOU_LO (deprecated) and write the band in detectron2's keys, e.g. "

@@ -40,6 +40,7 @@ from detectron2.modeling.proposal_generator.rpn import RPN, RPN_HEAD_REGISTRY, S
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
+from ..cli import ConfigError
 from .matcher import BestAnchorMatcher
 from .sampling import build_sampler
 
@@ -89,7 +90,7 @@ class SoftmaxRPNHead(StandardRPNHead):
         registered = name in PROPOSAL_GENERATOR_REGISTRY
         generator = PROPOSAL_GENERATOR_REGISTRY.get(name) if registered else None
         if not (isinstance(generator, type) and issubclass(generator, FRCNNRPN)):
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.RPN.HEAD_NAME='SoftmaxRPNHead' gives two scores per anchor, which only "
                 "FRCNNRPN reads; MODEL.PROPOSAL_GENERATOR.NAME={!r} is not allowed with it. "
                 "Allowed: MODEL.PROPOSAL_GENERATOR.NAME 'FRCNNRPN' (or a subclass), or "
@@ -211,7 +212,7 @@ class FRCNNRPN(RPN):
         """
         super().__init__(**kwargs)
         if proposal_order not in PROPOSAL_ORDERS:
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.RPN.PROPOSAL_ORDER={!r} is invalid; allowed: {}".format(
                     proposal_order, list(PROPOSAL_ORDERS)
                 )
@@ -222,23 +223,23 @@ class FRCNNRPN(RPN):
                 self.anchor_matcher, best_anchor_min_iou
             )
         elif best_anchor_min_iou != self.anchor_matcher.min_iou:
-            raise ValueError(
+            raise ConfigError(
                 "best_anchor_min_iou={!r} contradicts the given anchor_matcher's min_iou={!r}; "
                 "allowed: give one of them".format(best_anchor_min_iou, self.anchor_matcher.min_iou)
             )
         if loss_normalization not in LOSS_NORMALIZATIONS:
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.RPN.LOSS_NORMALIZATION={!r} is invalid; allowed: {}".format(
                     loss_normalization, list(LOSS_NORMALIZATIONS)
                 )
             )
         if not loss_lambda > 0:
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.RPN.LOSS_LAMBDA={!r} is invalid; allowed: a number > 0 (the paper: "
                 "10)".format(loss_lambda)
             )
         if self.min_box_size < 0:
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.PROPOSAL_GENERATOR.MIN_SIZE={!r} is invalid; allowed: a number >= 0 "
                 "(the paper: 16)".format(self.min_box_size)
             )
@@ -408,7 +409,7 @@ class FRCNNRPN(RPN):
             return x.permute(0, 2, 3, 1).flatten(1)
         if c == 2 * num_anchors:
             return x.view(n, 2, num_anchors, h, w).permute(0, 3, 4, 2, 1).reshape(n, -1, 2)
-        raise ValueError(
+        raise ConfigError(
             "The RPN head (MODEL.RPN.HEAD_NAME) returned {} objectness channels for {} anchors "
             "per location; allowed: A (sigmoid) or 2A (softmax)".format(c, num_anchors)
         )
@@ -431,7 +432,7 @@ class FRCNNRPN(RPN):
             return [self.min_box_size] * len(sizes)
         originals = getattr(images, "original_sizes", None)
         if originals is None:
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS=True needs each image's "
                 "original size, which detectron2's GeneralizedRCNN does not give the RPN; allowed: "
                 "MODEL.META_ARCHITECTURE 'FRCNNGeneralizedRCNN' (or set images.original_sizes), "

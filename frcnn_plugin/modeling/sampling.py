@@ -19,6 +19,8 @@ import torch
 from detectron2.modeling.sampling import subsample_labels
 from detectron2.utils.registry import Registry
 
+from ..cli import ConfigError
+
 __all__ = ["FRCNN_SAMPLER_REGISTRY", "BalancedRandomSampler", "build_sampler"]
 
 FRCNN_SAMPLER_REGISTRY = Registry("FRCNN_SAMPLER")
@@ -72,14 +74,14 @@ class BalancedRandomSampler:
                 only used to name the offending key in error messages.
         """
         if not int(batch_size_per_image) > 0:
-            raise ValueError(
+            raise ConfigError(
                 "{}={!r} is invalid; allowed: an integer > 0 (the paper: 256 for the RPN, 128 for "
                 "the ROI heads)".format(
                     _key(config_prefix, "batch_size_per_image"), batch_size_per_image
                 )
             )
         if not 0.0 < float(positive_fraction) <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 "{}={!r} is invalid; allowed: a number in (0, 1] (the paper: 0.5 for the RPN, "
                 "0.25 for the ROI heads)".format(
                     _key(config_prefix, "positive_fraction"), positive_fraction
@@ -147,7 +149,7 @@ def build_sampler(spec: Optional[Mapping] = None, **kwargs):
     name = args.pop("name", "BalancedRandomSampler")
     prefix = args.get("config_prefix", "")
     if name not in FRCNN_SAMPLER_REGISTRY:
-        raise ValueError(
+        raise ConfigError(
             "{}={!r} is not a registered sampler; allowed: {}".format(
                 _key(prefix + ".SAMPLER" if prefix else "", "name"),
                 name,

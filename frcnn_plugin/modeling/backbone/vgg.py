@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
+from ...cli import ConfigError
+
 __all__ = ["VGG", "VGG_BLOCKS", "build_vgg_backbone"]
 
 # Number of 3x3 conv layers in each of the 5 blocks, per depth (VGG paper, configs A, B, D, E).
@@ -56,20 +58,20 @@ class VGG(Backbone):
     ):
         super().__init__()
         if depth not in VGG_BLOCKS:
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.VGG.DEPTH={!r} is not supported; allowed: {}".format(
                     depth, sorted(VGG_BLOCKS)
                 )
             )
         out_features = list(out_features)
         if not out_features or any(f not in _BLOCK_NAMES for f in out_features):
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.VGG.OUT_FEATURES={!r} is invalid; allowed: a non-empty subset of {}".format(
                     out_features, list(_BLOCK_NAMES)
                 )
             )
         if not 0 <= freeze_at <= 5:
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.BACKBONE.FREEZE_AT={!r} is invalid for VGG; allowed: 0 ... 5 (number of "
                 "conv blocks to freeze; the paper freezes 2)".format(freeze_at)
             )
@@ -77,7 +79,7 @@ class VGG(Backbone):
             try:
                 get_norm(norm, 8)
             except KeyError:
-                raise ValueError(
+                raise ConfigError(
                     'MODEL.VGG.NORM={!r} is not a norm detectron2\'s get_norm knows; allowed: "" '
                     '(none), "BN", "FrozenBN", "SyncBN", "GN" ...'.format(norm)
                 ) from None
@@ -135,7 +137,7 @@ class VGG(Backbone):
             dict[str -> Tensor]: the requested features; "conv5" is (N, 512, H/16, W/16).
         """
         if x.dim() != 4:
-            raise ValueError(
+            raise ConfigError(
                 "VGG takes an (N, C, H, W) tensor, got shape {}".format(tuple(x.shape))
             )
         outputs = {}
@@ -161,7 +163,7 @@ class VGG(Backbone):
 def build_vgg_backbone(cfg, input_shape: ShapeSpec):
     """Build a :class:`VGG` backbone from ``MODEL.VGG.*`` and ``MODEL.BACKBONE.FREEZE_AT``."""
     if input_shape.channels != 3:
-        raise ValueError(
+        raise ConfigError(
             "VGG expects 3 input channels (len(MODEL.PIXEL_MEAN)), got {}".format(
                 input_shape.channels
             )
