@@ -26,6 +26,7 @@ from collections import OrderedDict
 import torch
 
 from .cli import CheckpointError, MissingFileError, OutputError, OutputExistsError
+from .files import atomic_write
 from .modeling.backbone.vgg import VGG_BLOCKS
 
 __all__ = ["convert_torchvision_vgg", "load_state_dict_file", "save_checkpoint"]
@@ -125,26 +126,19 @@ def convert_torchvision_vgg(state_dict, include_fc=True):
 
 
 def save_checkpoint(model_state, path, overwrite=False):
-    """Write ``{"model": model_state}`` as a detectron2 checkpoint, atomically (write, then
-    rename), refusing to replace an existing file unless ``overwrite``."""
+    """Write ``{"model": model_state}`` as a detectron2 checkpoint with the plugin's atomic
+    writer (temporary file, fsync, rename), refusing to replace an existing file unless
+    ``overwrite``."""
     if os.path.exists(path) and not overwrite:
         raise OutputExistsError("{} exists; pass --overwrite to replace it".format(path))
-    tmp = "{}.tmp-{}".format(path, os.getpid())
+    checkpoint = {
+        "model": model_state,
+        "__author__": "torchvision, converted by frcnn_plugin",
+        "matching_heuristics": False,
+    }
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "wb") as f:  # open() raises OSError (torch.save a RuntimeError)
-            torch.save(
-                {
-                    "model": model_state,
-                    "__author__": "torchvision, converted by frcnn_plugin",
-                    "matching_heuristics": False,
-                },
-                f,
-            )
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
     except OSError as e:
         raise OutputError(e.errno, "Cannot write {} ({}); choose another output path".format(
             path, e.strerror or e)) from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -252,14 +252,31 @@ class TestBoxesAndEmptyImages(unittest.TestCase):
                     a["iscrowd"] = 1
 
         name = register(*write_coco(self.tmp, edit=edit))
-        with self.assertLogs("frcnn_plugin.data.checks", "INFO") as logs:
+        with self.assertLogs("detectron2.data.build", "INFO") as logs:
             dicts = load_train_dataset_dicts(train_cfg(name))
         self.assertEqual(sorted(d["image_id"] for d in dicts), [3, 4, 5, 6])
-        self.assertIn(
-            "removed 2 of 6 images with no usable annotations (1 without annotations, 1 "
-            "with crowd annotations only); 4 left",
-            "\n".join(logs.output),
-        )
+        # detectron2's own filter (filter_images_with_only_crowd_annotations) did it
+        self.assertIn("Removed 2 images with no usable annotations. 4 images left.",
+                      "\n".join(logs.output))
+
+    def test_boxes_checked_before_empty_images_are_filtered(self):
+        """Why the plugin composes detectron2's steps instead of calling
+        get_detection_dataset_dicts: image 1's only boxes are invalid (zero width); the plugin
+        drops them, then the image; detectron2's function keeps the image and its boxes."""
+        from detectron2.data import get_detection_dataset_dicts
+
+        from frcnn_plugin.data.checks import load_train_dataset_dicts
+
+        def edit(data):
+            for a in data["annotations"]:
+                if a["image_id"] == 1:
+                    a["bbox"][2] = 0
+
+        name = register(*write_coco(self.tmp, edit=edit))
+        ours = load_train_dataset_dicts(train_cfg(name))
+        theirs = get_detection_dataset_dicts([name], filter_empty=True)
+        self.assertEqual(sorted(d["image_id"] for d in ours), [2, 3, 4, 5, 6])
+        self.assertEqual(sorted(d["image_id"] for d in theirs), [1, 2, 3, 4, 5, 6])
 
     def test_no_usable_image_left(self):
         from frcnn_plugin.data.checks import load_train_dataset_dicts

@@ -259,7 +259,7 @@ class TestInputs(unittest.TestCase):
             self.assertEqual(len(os.listdir(os.path.join(root, "images"))), 4)
 
     def test_missing_coco_names_the_path(self):
-        from frcnn_plugin.benchmark.inputs import check_dataset_files
+        from frcnn_plugin.benchmark.inputs import dataset_dicts
 
         from detectron2.data import MetadataCatalog
 
@@ -267,7 +267,7 @@ class TestInputs(unittest.TestCase):
         if os.path.exists(json_file):
             self.skipTest("COCO val2017 is present")
         with self.assertRaises(FileNotFoundError) as e:
-            check_dataset_files("coco_2017_val")
+            dataset_dicts(load_config(DEMO), "coco_2017_val", is_train=False)
         self.assertIn(os.path.abspath(json_file), str(e.exception))
         self.assertIn("DETECTRON2_DATASETS", str(e.exception))
 

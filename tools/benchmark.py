@@ -29,13 +29,12 @@ import math
 import os
 
 from frcnn_plugin.benchmark import TASKS, BenchmarkOptions, format_report, run_benchmark
-from frcnn_plugin.benchmark.inputs import DatasetNotFound
 from frcnn_plugin.benchmark.suite import BenchmarkOptionError
 from frcnn_plugin.cli import add_debug_flag, run_cli
 
-# the benchmark's own user errors (besides frcnn_plugin.cli.UserError): a missing data set, bad
-# options
-USER_ERRORS = (DatasetNotFound, BenchmarkOptionError)
+# the benchmark's own user errors (besides frcnn_plugin.cli.UserError, e.g. a missing data set):
+# bad options
+USER_ERRORS = (BenchmarkOptionError,)
 
 
 def image_size(text):

@@ -108,9 +108,9 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0,
 def run_accuracy(cfg, kinds: Sequence[str], *, seed: int = 0, output_dir: str = None,
                  log_period: int = 20) -> Dict[str, Dict[str, object]]:
     """:func:`train_and_evaluate` for each kind, on ``DATASETS.TRAIN`` -> ``DATASETS.TEST[0]``."""
-    from .inputs import load_dataset_dicts
+    from ..data.checks import load_train_dataset_dicts
 
-    dicts = load_dataset_dicts(cfg, cfg.DATASETS.TRAIN, is_train=True)
+    dicts = load_train_dataset_dicts(cfg)
     return {
         kind: train_and_evaluate(cfg, kind, dicts, seed=seed, output_dir=output_dir,
                                  log_period=log_period)

@@ -25,15 +25,15 @@ from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..data.checks import load_test_dataset_dicts, load_train_dataset_dicts
+
 __all__ = [
     "COCO_IMAGE_SIZES",
     "SYNTHETIC_COCO_NUM_CLASSES",
     "sample_coco_image_sizes",
     "write_synthetic_coco",
     "register_synthetic_coco",
-    "DatasetNotFound",
-    "check_dataset_files",
-    "load_dataset_dicts",
+    "dataset_dicts",
     "map_inputs",
 ]
 
@@ -170,53 +170,13 @@ def register_synthetic_coco(name: str, root: str, num_images: int, seed: int = 0
     return name
 
 
-class DatasetNotFound(FileNotFoundError):
-    """A data set is not registered, or its files are missing (the message names them)."""
-
-
-def check_dataset_files(name: str) -> None:
-    """Fail early, naming the missing path, when a registered data set's files are absent.
-
-    Generates the plugin's own shapes data sets first. detectron2's built-in data sets (COCO,
-    VOC, ...) live under ``$DETECTRON2_DATASETS`` (default ``./datasets``).
-
-    Raises:
-        DatasetNotFound: the name is not registered, or its annotation file or image folder
-            is missing (named in the message).
-    """
-    from frcnn_plugin.data import prepare_dataset
-
-    if name not in DatasetCatalog.list():
-        raise DatasetNotFound(
-            "Data set {!r} is not registered; registered names include: {}".format(
-                name, ", ".join(sorted(DatasetCatalog.list())[:20]) + ", ..."
-            )
-        )
-    prepare_dataset(name)
-    meta = MetadataCatalog.get(name)
-    root = os.environ.get("DETECTRON2_DATASETS", "datasets")
-    for key in ("json_file", "image_root", "dirname"):
-        path = meta.get(key, None)
-        if path and not os.path.exists(path):
-            raise DatasetNotFound(
-                "Data set {!r}: {} {} does not exist. detectron2's built-in data sets are read "
-                "from $DETECTRON2_DATASETS (now {!r}, absolute {}); see detectron2's "
-                "datasets/README.md for the expected layout.".format(
-                    name, key, os.path.abspath(path), root, os.path.abspath(root)
-                )
-            )
-
-
-def load_dataset_dicts(cfg, names: Sequence[str], is_train: bool) -> List[dict]:
-    """The data-set dicts as detectron2's train (empty images filtered by the config) or test
-    loader sees them, after :func:`check_dataset_files`."""
-    from detectron2.data import get_detection_dataset_dicts
-
-    for name in names:
-        check_dataset_files(name)
-    return get_detection_dataset_dicts(
-        list(names), filter_empty=is_train and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
-    )
+def dataset_dicts(cfg, name: str, is_train: bool) -> List[dict]:
+    """The images of data set ``name`` through the plugin's one loader and its checks
+    (:mod:`frcnn_plugin.data.checks`): as the trainer's (invalid boxes dropped, empty images
+    filtered by the config) or the evaluator's (every image file present)."""
+    if is_train:
+        return load_train_dataset_dicts(cfg, [name])
+    return load_test_dataset_dicts(cfg, name)
 
 
 def map_inputs(cfg, dicts: Sequence[dict], num: int, is_train: bool, seed: int = 0) -> List[dict]:

@@ -16,7 +16,7 @@ import torch
 
 from .inputs import (
     SYNTHETIC_COCO_NUM_CLASSES,
-    load_dataset_dicts,
+    dataset_dicts,
     map_inputs,
     register_synthetic_coco,
 )
@@ -99,7 +99,7 @@ def _prepare_inputs(cfg, options: BenchmarkOptions, tmpdir: str):
         name = _dataset_name(cfg, options)
         source = "dataset " + name
     is_train = options.task in ("train", "data")
-    dicts = load_dataset_dicts(cfg, [name], is_train=is_train)
+    dicts = dataset_dicts(cfg, name, is_train=is_train)
     info = {"source": source, "dataset": name, "dataset_images": len(dicts)}
     if options.task == "data":
         return info, changes, {"dataset_dicts": dicts}

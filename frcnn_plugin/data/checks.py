@@ -13,7 +13,8 @@ Single annotations and images (training sets; logged as one summary with counts 
   four numbers: dropped (``DATALOADER.INVALID_BOXES: "drop"``, the default) or an error naming
   the image (``"error"``). Boxes partly outside the image are kept; detectron2 clips them;
 * images left without annotations, or with crowd annotations only: removed when
-  ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (detectron2's default, True), counted separately.
+  ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (detectron2's default, True), by detectron2's
+  ``filter_images_with_only_crowd_annotations``.
 
 Unreadable image files in training sets are handled per sample at run time
 (:mod:`frcnn_plugin.data.mappers`).
@@ -29,6 +30,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.build import (
     filter_images_with_few_keypoints,
+    filter_images_with_only_crowd_annotations,
     load_proposals_into_dataset,
     print_instances_class_histogram,
 )
@@ -36,6 +38,7 @@ from detectron2.data.detection_utils import check_metadata_consistency
 from detectron2.structures import BoxMode
 
 from ..cli import ConfigError, DataError, MissingFileError, UnknownDatasetError
+from ..files import is_local
 from .shapes import prepare_dataset
 
 __all__ = [
@@ -43,7 +46,6 @@ __all__ = [
     "BoxReport",
     "load_dataset_dicts",
     "check_boxes",
-    "drop_unusable_images",
     "load_train_dataset_dicts",
     "load_test_dataset_dicts",
 ]
@@ -60,10 +62,6 @@ BOX_PROBLEMS = collections.OrderedDict(
     ]
 )
 _CHECKED_MODES = (BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
-
-
-def _is_local(path):
-    return bool(path) and "://" not in str(path)
 
 
 def load_dataset_dicts(name):
@@ -93,9 +91,11 @@ def load_dataset_dicts(name):
     try:
         dicts = DatasetCatalog.get(name)
     except Exception as e:
-        if _is_local(json_file) and not os.path.isfile(json_file):
+        if is_local(json_file) and not os.path.isfile(json_file):
             raise MissingFileError(
-                "Data set {!r}: annotation file not found: {}".format(name, json_file)
+                "Data set {!r}: annotation file not found: {}{}".format(
+                    name, os.path.abspath(json_file), _builtin_root_hint(json_file)
+                )
             ) from e
         raise DataError(_load_error(name, json_file, e)) from e
     if not dicts:
@@ -106,6 +106,16 @@ def load_dataset_dicts(name):
         )
     _check_image_folders(name, dicts, meta.get("image_root", None))
     return dicts
+
+
+def _builtin_root_hint(path):
+    """For a path under detectron2's data root: where that root is and how to move it."""
+    root = os.environ.get("DETECTRON2_DATASETS", "datasets")
+    if not os.path.abspath(path).startswith(os.path.abspath(root) + os.sep):
+        return ""
+    return (". detectron2's built-in data sets are read from $DETECTRON2_DATASETS (now {!r}, "
+            "absolute {}); see detectron2's datasets/README.md for the expected layout".format(
+                root, os.path.abspath(root)))
 
 
 def _load_error(name, json_file, e):
@@ -119,12 +129,14 @@ def _load_error(name, json_file, e):
 
 
 def _check_image_folders(name, dicts, image_root):
-    if _is_local(image_root) and not os.path.isdir(image_root):
+    if is_local(image_root) and not os.path.isdir(image_root):
         raise MissingFileError(
-            "Data set {!r}: image folder not found: {}".format(name, image_root)
+            "Data set {!r}: image folder not found: {}{}".format(
+                name, os.path.abspath(image_root), _builtin_root_hint(image_root)
+            )
         )
     folders = {os.path.dirname(d["file_name"]) for d in dicts if "file_name" in d}
-    missing = sorted(f for f in folders if _is_local(f) and not os.path.isdir(f))
+    missing = sorted(f for f in folders if is_local(f) and not os.path.isdir(f))
     if missing:
         raise MissingFileError(
             "Data set {!r}: image folder(s) not found: {}".format(name, ", ".join(missing[:5]))
@@ -234,41 +246,21 @@ def check_boxes(dicts, mode="drop", dataset_names=()):
     return report
 
 
-def drop_unusable_images(dicts, dataset_names=()):
-    """Remove images without annotations and images whose annotations are all crowd ones.
+def load_train_dataset_dicts(cfg, names=None):
+    """The training images of ``names`` (default ``cfg.DATASETS.TRAIN``), checked.
 
-    Returns:
-        (list[dict], Counter): the kept images, and counts ``no_annotations``, ``crowd_only``.
-    """
-    counts = collections.Counter()
-    kept = []
-    for record in dicts:
-        annotations = record.get("annotations") or []
-        if not annotations:
-            counts["no_annotations"] += 1
-        elif all(a.get("iscrowd", 0) for a in annotations):
-            counts["crowd_only"] += 1
-        else:
-            kept.append(record)
-    if counts:
-        logger.info(
-            "Data set %s: removed %d of %d images with no usable annotations (%d without "
-            "annotations, %d with crowd annotations only); %d left.",
-            ", ".join(map(repr, dataset_names)), len(dicts) - len(kept), len(dicts),
-            counts["no_annotations"], counts["crowd_only"], len(kept),
-        )
-    return kept, counts
-
-
-def load_train_dataset_dicts(cfg):
-    """The training images of ``cfg.DATASETS.TRAIN``, checked (the plugin's replacement for
-    detectron2's ``get_detection_dataset_dicts`` in the training loader).
+    The steps of detectron2's ``get_detection_dataset_dicts`` with detectron2's own functions
+    (proposals, crowd-only filter, keypoint filter, class consistency and histogram), plus the
+    plugin's checks. That function itself does not fit: it loads with ``DatasetCatalog.get``
+    (an ``AssertionError`` or a bare exception for a missing or malformed file) and filters
+    images before any box is checked, so an image whose boxes are all invalid would stay (see
+    ``tests/test_bad_data.py``); here invalid boxes are dropped first, then empty images go.
 
     Raises:
         UserError: see :func:`load_dataset_dicts` and :func:`check_boxes`; also when no usable
             image is left.
     """
-    names = list(cfg.DATASETS.TRAIN)
+    names = list(cfg.DATASETS.TRAIN if names is None else names)
     if not names:
         raise ConfigError("DATASETS.TRAIN is empty; allowed: one or more registered data sets")
     per_dataset = [load_dataset_dicts(name) for name in names]
@@ -285,7 +277,7 @@ def load_train_dataset_dicts(cfg):
     if has_instances:
         check_boxes(dicts, cfg.DATALOADER.INVALID_BOXES, names)
         if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
-            dicts, _ = drop_unusable_images(dicts, names)
+            dicts = filter_images_with_only_crowd_annotations(dicts)
         if cfg.MODEL.KEYPOINT_ON and cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE > 0:
             dicts = filter_images_with_few_keypoints(
                 dicts, cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
@@ -308,7 +300,7 @@ def load_test_dataset_dicts(cfg, dataset_name):
     """The images of a test data set, with every image file checked to exist (so that a periodic
     evaluation does not fail hours into training on a missing file)."""
     dicts = load_dataset_dicts(dataset_name)
-    missing = [d["file_name"] for d in dicts if _is_local(d.get("file_name"))
+    missing = [d["file_name"] for d in dicts if is_local(d.get("file_name"))
                and not os.path.isfile(d["file_name"])]
     if missing:
         raise MissingFileError(

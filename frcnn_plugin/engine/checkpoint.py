@@ -22,48 +22,14 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..cli import CheckpointError, MissingFileError
+from ..files import atomic_write, is_local
 
-__all__ = ["AtomicCheckpointer", "atomic_write", "TAG_FILE"]
+__all__ = ["AtomicCheckpointer", "TAG_FILE"]
 
 logger = logging.getLogger(__name__)
 
 TAG_FILE = "last_checkpoint"
 _TEMP_SUFFIX = re.compile(r"\.tmp-\d+$")
-
-
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. a platform without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems do not support fsync on a folder; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, write_fn, mode="wb"):
-    """Write ``path`` atomically: ``write_fn(f)`` into ``path.tmp-<pid>``, fsync, ``os.replace``.
-
-    Readers (and a later resume) see either the old file or the complete new one.
-    """
-    tmp = "{}.tmp-{}".format(path, os.getpid())
-    try:
-        with open(tmp, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def _is_local(path):
-    return "://" not in str(path)
 
 
 class AtomicCheckpointer(DetectionCheckpointer):
@@ -82,7 +48,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
     # ------------------------------------------------------------------------------- saving
     def save(self, name, **kwargs):
-        if not self.save_dir or not self.save_to_disk or not _is_local(self.save_dir):
+        if not self.save_dir or not self.save_to_disk or not is_local(self.save_dir):
             return super().save(name, **kwargs)
         data = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
@@ -98,14 +64,14 @@ class AtomicCheckpointer(DetectionCheckpointer):
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
-        if not _is_local(self.save_dir):
+        if not is_local(self.save_dir):
             return super().tag_last_checkpoint(last_filename_basename)
         path = os.path.join(self.save_dir, TAG_FILE)
         atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
 
     def remove_stale_temp_files(self):
         """Delete ``*.tmp-<pid>`` files left in the save folder by a killed writer."""
-        if not (self.save_dir and self.save_to_disk and _is_local(self.save_dir)):
+        if not (self.save_dir and self.save_to_disk and is_local(self.save_dir)):
             return []
         if not os.path.isdir(self.save_dir):
             return []
@@ -134,7 +100,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
     def load(self, path, *args, **kwargs):
         # detectron2 after v0.6 accepts "file.pth?matching_heuristics=True"
-        if path and _is_local(path) and not os.path.isfile(path.split("?", 1)[0]):
+        if path and is_local(path) and not os.path.isfile(path.split("?", 1)[0]):
             if self._resuming:
                 raise MissingFileError(
                     "Cannot resume: {} names {}, which does not exist. Restore it, or edit or "
