@@ -47,7 +47,7 @@ class TestPresets(unittest.TestCase):
         cx, cy = 16 * j + 8, 16 * i + 8
         expected = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).view(-1, 4)
         torch.testing.assert_close(anchors.tensor, expected, atol=1e-4, rtol=0)
-        self.assertEqual(int(gen.inside_image(anchors, (800, 800)).sum()), 8940)
+        self.assertEqual(int(anchors.inside_box((800, 800), 0).sum()), 8940)
         areas = sorted({round(a) for a in anchors.area().tolist()})
         self.assertEqual(areas, [128**2, 256**2, 512**2])
 
@@ -109,17 +109,7 @@ class TestPresets(unittest.TestCase):
             self.assertTrue(torch.equal(a.tensor, b.tensor))
 
 
-class TestInsideImageAndCache(unittest.TestCase):
-    def test_inside_image_tolerance(self):
-        boxes = Boxes(torch.tensor([[0.0, 0, 10, 10], [-3, 0, 10, 10], [0, 0, 105, 50]]))
-        inside = FRCNNAnchorGenerator.inside_image
-        self.assertEqual(inside(boxes, (50, 100)).tolist(), [True, False, False])
-        self.assertEqual(inside(boxes, (50, 100), boundary_thresh=3).tolist(),
-                         [True, True, False])
-        self.assertEqual(inside(boxes, (50, 100), boundary_thresh=-1).tolist(), [True] * 3)
-        gen = FRCNNAnchorGenerator(**PAPER)
-        self.assertEqual(gen.inside_image(boxes, (60, 120), 0).dtype, torch.bool)
-
+class TestCache(unittest.TestCase):
     def test_cache(self):
         gen = FRCNNAnchorGenerator(**PAPER)
         first = gen(_features((6, 5)))[0].tensor

@@ -47,8 +47,7 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0,
     Returns:
         dict: "bbox" (COCOEvaluator's AP table), "train_time_s", "iters", "last_losses".
     """
-    from detectron2.data import DatasetMapper, build_detection_test_loader
-    from detectron2.data import build_detection_train_loader
+    from detectron2.data import build_detection_test_loader, build_detection_train_loader
     from detectron2.data.samplers import TrainingSampler
     from detectron2.evaluation import inference_on_dataset
     from detectron2.solver import build_lr_scheduler, build_optimizer

@@ -53,6 +53,7 @@ __all__ = ["NonFiniteLossGuard"]
 
 logger = logging.getLogger(__name__)
 
+
 class _NaNGradient(torch.autograd.Function):
     """Value 0, gradient NaN for ``param``: marks a step as non-finite on every process."""
 
@@ -146,7 +147,9 @@ class NonFiniteLossGuard(HookBase):
         if self.mode == "error":
             raise FloatingPointError(self._error_message(self._bad))
         self._skip = True
-        finite = {k: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for k, v in losses.items()}
+        finite = {
+            k: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for k, v in losses.items()
+        }
         if distributed and self._sentinel is not None:
             first = next(iter(finite))
             finite[first] = finite[first] + _NaNGradient.apply(self._sentinel)

@@ -270,12 +270,7 @@ def _anchor_stages(trace, generator, features, images, pg):
     trace.add("anchors", "anchors", total, parts)
 
     thresh = getattr(pg, "anchor_boundary_thresh", -1) if pg is not None else -1
-    from ..modeling.anchor_generator import FRCNNAnchorGenerator
-
-    all_anchors = Boxes.cat(anchors)
-    trace.inside = FRCNNAnchorGenerator.inside_image(
-        all_anchors, images.image_sizes[0], max(thresh, 0)
-    )
+    trace.inside = Boxes.cat(anchors).inside_box(images.image_sizes[0], max(thresh, 0))
     if thresh >= 0:
         detail = "BOUNDARY_THRESH {}: only these are labelled in training".format(thresh)
     else:

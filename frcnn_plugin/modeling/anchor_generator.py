@@ -19,7 +19,7 @@ own (the class subclasses ``DefaultAnchorGenerator``), so the same sizes give id
 A per-level list of length 1 is broadcast to all levels, as in detectron2.
 """
 import collections
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -27,7 +27,6 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ANCHOR_GENERATOR_REGISTRY
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator, _broadcast_params
-from detectron2.structures import Boxes
 
 from ..cli import ConfigError
 
@@ -288,26 +287,3 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
         # .to() / .cuda() / .half() change the cell anchors: drop anchors computed from the old.
         self._cache.clear()
         return super()._apply(fn, *args, **kwargs)
-
-    @staticmethod
-    def inside_image(
-        anchors: Boxes, image_size: Tuple[int, int], boundary_thresh: float = 0
-    ) -> torch.Tensor:
-        """Which anchors lie inside the image, with a tolerance (the paper's training rule).
-
-        Same rule as detectron2's RPN with ``MODEL.RPN.BOUNDARY_THRESH``: an anchor is inside
-        when ``x0 >= -t``, ``y0 >= -t``, ``x1 < W + t`` and ``y1 < H + t``
-        (:meth:`Boxes.inside_box`). The paper (t = 0) ignores cross-boundary anchors in training.
-
-        Args:
-            anchors (Boxes): R anchors in XYXY input-image pixels.
-            image_size (tuple[int, int]): (height, width) of the image.
-            boundary_thresh (float): tolerance t in pixels; negative: every anchor counts as
-                inside (detectron2's BOUNDARY_THRESH = -1).
-
-        Returns:
-            BoolTensor: shape (R,), True for anchors inside the image.
-        """
-        if boundary_thresh < 0:
-            return torch.ones(len(anchors), dtype=torch.bool, device=anchors.device)
-        return anchors.inside_box(image_size, boundary_thresh)

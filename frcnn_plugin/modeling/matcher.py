@@ -68,4 +68,3 @@ class BestAnchorMatcher(Matcher):
             type(self).__name__, self.thresholds[1:-1], self.labels,
             self.allow_low_quality_matches, self.min_iou,
         )
-
