@@ -1,5 +1,3 @@
-import importlib
-import pkgutil
 import unittest
 
 import torch
@@ -225,12 +223,6 @@ class TestDropIn(unittest.TestCase):
             self.assertTrue(torch.equal(anchors, ref))
 
     def test_vgg16_frcnn_octave(self):
-        # Base-VGG16-FRCNN.yaml uses the plugin's RPN, ROI heads and meta-architecture: register
-        # every modeling module, whether or not the package __init__ imports it yet.
-        import frcnn_plugin.modeling as modeling
-
-        for mod in pkgutil.walk_packages(modeling.__path__, modeling.__name__ + "."):
-            importlib.import_module(mod.name)
         cfg = load_config("vgg16_frcnn_octave.yaml", "MODEL.WEIGHTS", "", "MODEL.VGG.DEPTH", 11,
                           "MODEL.ROI_BOX_HEAD.FC_DIM", 64, "MODEL.ROI_HEADS.NUM_CLASSES", 3)
         torch.manual_seed(0)

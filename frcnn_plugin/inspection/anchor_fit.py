@@ -20,7 +20,7 @@ anchors are a candidate, so the suggestion is never worse.
 """
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -397,7 +397,6 @@ class AnchorFitResult:
     num_candidates: int
     min_size: int = 0
     max_size: int = 0
-    extra: dict = field(default_factory=dict)
 
     def as_dict(self):
         wh = self.gt_boxes[:, 2:] - self.gt_boxes[:, :2]

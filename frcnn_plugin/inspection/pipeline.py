@@ -127,9 +127,6 @@ class PipelineTrace:
     def add(self, key, name, value=None, detail=""):
         self.stages.append(Stage(key, name, value, detail))
 
-    def stage(self, key: str) -> Optional[Stage]:
-        return next((s for s in self.stages if s.key == key), None)
-
     def as_dict(self) -> Dict[str, Any]:
         """JSON-ready: the input and the table rows; ``summary`` maps key -> value."""
         return {
