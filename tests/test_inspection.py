@@ -3,6 +3,7 @@ tools/visualize_anchors.py, frcnn_plugin.inspection), on 64 px generated images.
 
 import json
 import os
+import re
 import unittest
 
 import numpy as np
@@ -99,7 +100,7 @@ class TestInspectPipeline(unittest.TestCase):
             trace = tool.main(
                 ["--config-file", os.path.join(REPO, "configs", DEMO), "--image", path] + SMALL
             )
-        s = trace.as_dict()["summary"]
+        s = trace.summary
         self.assertEqual(s["input"], [3, 48, 64])  # ResizeShortestEdge(64, 64) of 60x80
         self.assertEqual(s["feature/conv5"], [512, 3, 4])
         self.assertEqual(s["anchors"], 3 * 4 * 6)
@@ -134,7 +135,7 @@ class TestInspectPipeline(unittest.TestCase):
         path = str(self.tmp / "800.png")
         Image.fromarray(np.zeros((800, 800, 3), dtype=np.uint8)).save(path)
         inp = load_image_input(cfg, path, [[200, 200, 456, 456]])
-        s = trace_pipeline(model, inp).as_dict()["summary"]
+        s = trace_pipeline(model, inp).summary
         self.assertEqual(s["input"], [3, 800, 800])
         self.assertEqual(s["anchors"], 22500)
         self.assertEqual(s["anchors_inside"], 8940)
@@ -146,6 +147,104 @@ class TestInspectPipeline(unittest.TestCase):
         self.assertLessEqual(rois["foreground"], 32)
         self.assertEqual(s["roi_pooled_sampled"], [128, 512, 7, 7])
         self.assertEqual(s["cls_scores"][1], 2)
+
+
+def readme_table(heading):
+    """The rows of the first table in a code block after README ``heading``, as cell lists."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    section = text[text.index(heading):]
+    block = re.search(r"```\n(\|.*?)```", section, re.S).group(1)
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in block.strip().splitlines()]
+
+
+class TestTraceAndRendering(unittest.TestCase):
+    """The trace is plain data, leaves the model as it was, and renders as the README shows."""
+
+    # README "One image, stage by stage": the paper's setting, its three GT boxes, --mode train
+    GT = [[375, 37.5, 668.75, 331.25], [12.5, 312.5, 400, 700], [525, 287.5, 800, 562.5]]
+    # rows whose value does not depend on the weights (anchors, labels, sampling, head shapes)
+    WEIGHT_FREE = (
+        "input (after resize)", "backbone conv5", "anchors", "anchors inside the image",
+        "anchor labels: positive / negative / ignored", "anchors sampled: positive / negative",
+        "RPN head objectness", "RPN head deltas", "proposals before NMS",
+        "RoI pooling (sampled RoIs)",
+    )  # fmt: skip
+
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path):
+        self.tmp = tmp_path
+
+    def paper_trace(self):
+        from detectron2.modeling import build_model
+
+        from frcnn_plugin.inspection import load_image_input, trace_pipeline
+
+        cfg = load_config(
+            "Base-VGG16-FRCNN.yaml", "INPUT.MIN_SIZE_TEST", "800", "INPUT.MAX_SIZE_TEST",
+            "1333", "MODEL.ROI_HEADS.NUM_CLASSES", "1", "MODEL.ROI_BOX_HEAD.FC_DIM", "16",
+        )  # fmt: skip
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        # the VGG16 forward replaced by a feature map of the right shape, to stay fast
+        model.backbone.forward = lambda x: {"conv5": torch.zeros(1, 512, 50, 50)}
+        path = str(self.tmp / "800.png")
+        Image.fromarray(np.zeros((800, 800, 3), dtype=np.uint8)).save(path)
+        return model, trace_pipeline(model, load_image_input(cfg, path, self.GT), mode="train")
+
+    def test_readme_table_structure(self):
+        from frcnn_plugin.inspection.pipeline import format_table, stage_name, trace_to_dict
+
+        readme = readme_table("### One image, stage by stage")
+        _, trace = self.paper_trace()
+        table = format_table(trace.stages).splitlines()
+        ours = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+        self.assertEqual(ours[0], ["stage", "value", "details"])
+        self.assertEqual([len(r) for r in ours], [3] * len(ours))
+        self.assertEqual([r[0] for r in ours], [r[0] for r in readme])  # names, in order
+        self.assertEqual(len(set(len(line) for line in table)), 1)  # aligned columns
+        for theirs, mine in zip(readme[2:], ours[2:]):
+            if theirs[0] in self.WEIGHT_FREE:
+                self.assertEqual(mine, theirs)
+            elif not theirs[0].startswith("RoIs sampled"):  # details say the proposal count
+                self.assertEqual(mine[2], theirs[2], theirs[0])
+        data = trace_to_dict(trace)
+        self.assertEqual([r["stage"] for r in data["stages"]], [r[0] for r in readme[2:]])
+        self.assertEqual([stage_name(s.key) for s in trace.stages], [r[0] for r in readme[2:]])
+        json.dumps(data)  # plain data
+        self.assertEqual(data["summary"]["anchors"], 22500)
+
+    def test_model_state_unchanged(self):
+        """No attribute of the live RPN is set while tracing (not even temporarily), and the
+        training flags come back as they were."""
+        model, _ = self.paper_trace()
+        model.eval()
+        pg = model.proposal_generator
+        before = dict(vars(pg))
+        topk = dict(pg.post_nms_topk)
+
+        def refuse(self, name, value):
+            if name == "training" and value == self.training:  # eval() on an eval module
+                return object.__setattr__(self, name, value)
+            raise AssertionError("the trace set {} on the live RPN".format(name))
+
+        pg.__class__ = type("Frozen", (type(pg),), {"__setattr__": refuse})
+        from frcnn_plugin.inspection import load_image_input, trace_pipeline
+
+        cfg = load_config("Base-VGG16-FRCNN.yaml", "INPUT.MIN_SIZE_TEST", "800")
+        path = str(self.tmp / "800.png")
+        inp = load_image_input(cfg, path, self.GT)
+        for mode in ("train", "test"):
+            trace_pipeline(model, inp, mode=mode)
+        self.assertEqual(set(vars(pg)), set(before))
+        for k, v in before.items():
+            self.assertIs(vars(pg)[k], v, k)
+        self.assertEqual(pg.post_nms_topk, topk)
+        object.__setattr__(pg, "__class__", type(pg).__mro__[1])
+        model.train()
+        trace = trace_pipeline(model, inp, mode="test")
+        self.assertTrue(all(m.training for m in model.modules()))  # restored
+        self.assertEqual(trace.summary["proposals_pre_nms"], 6000)  # test-time top-k all along
 
 
 def pixel(img, x, y):

@@ -15,6 +15,7 @@ from frcnn_plugin.modeling.rpn import (
     FRCNNRPN,
     SoftmaxRPNHead,
     find_top_proposals_paper_order,
+    flatten_rpn_outputs,
     resize_scale,
 )
 from frcnn_plugin.modeling.sampling import FRCNN_SAMPLER_REGISTRY, BalancedRandomSampler
@@ -258,15 +259,20 @@ class TestLosses(unittest.TestCase):
 class TestHeadsAndOptions(unittest.TestCase):
     def test_two_score_layout_and_ranking(self):
         x = torch.arange(18, dtype=torch.float32).view(1, 18, 1, 1).repeat(1, 1, 2, 3)
-        flat = FRCNNRPN._flatten_objectness(x, 9)
+        deltas = torch.arange(36, dtype=torch.float32).view(1, 36, 1, 1).repeat(1, 1, 2, 3)
+        (flat,), (flat_deltas,) = flatten_rpn_outputs([x], [deltas], [9])
         self.assertEqual(tuple(flat.shape), (1, 2 * 3 * 9, 2))
         self.assertEqual(flat[0, :9, 0].tolist(), list(range(9)))  # background: channels 0..8
         self.assertEqual(flat[0, :9, 1].tolist(), list(range(9, 18)))  # foreground: 9..17
+        # deltas: anchor a of a location has channels 4a .. 4a + 3
+        self.assertEqual(flat_deltas[0, 1].tolist(), [4.0, 5.0, 6.0, 7.0])
+        (sigmoid,), _ = flatten_rpn_outputs([x[:, :9]], [deltas], [9])
+        self.assertEqual(sigmoid[0, :9].tolist(), list(range(9)))  # detectron2's layout
         scores = torch.randn(5, 2)
         diff = FRCNNRPN.objectness_scores(scores[None])[0]
         torch.testing.assert_close(torch.sigmoid(diff), scores.softmax(-1)[:, 1])
         with self.assertRaises(ValueError):
-            FRCNNRPN._flatten_objectness(torch.zeros(1, 5, 2, 2), 9)
+            flatten_rpn_outputs([torch.zeros(1, 5, 2, 2)], [torch.zeros(1, 36, 2, 2)], [9])
 
     def test_sigmoid_head_forward(self):
         rpn = build_rpn("MODEL.RPN.HEAD_NAME", "StandardRPNHead")

@@ -13,14 +13,15 @@ sampled RoIs (foreground / background), RoI pooling, box head, class scores, box
 final detections. Stages a model lacks print "n/a". ``--json`` writes the same rows as JSON.
 ``--weights W`` loads a checkpoint (default: MODEL.WEIGHTS; ``--weights ''``: none, untrained).
 A user's mistake ends with one ``error: ...`` paragraph and exit status 2 (``--debug``: the
-traceback). The logic is frcnn_plugin.inspection.pipeline.
+traceback). The logic is frcnn_plugin.inspection.pipeline
+(trace.py computes the stages, render.py writes the table and the JSON).
 """
 import json
 import logging
 
 from frcnn_plugin.cli import run_cli
 from frcnn_plugin.inspection.cli import build_inspection_model, input_parser, load_input, setup_cfg
-from frcnn_plugin.inspection.pipeline import format_table, trace_pipeline
+from frcnn_plugin.inspection.pipeline import format_table, trace_pipeline, trace_to_dict
 
 
 def argument_parser():
@@ -46,7 +47,7 @@ def main(argv=None):
               "detections are not a trained model's.".format(", ".join(untrained)))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(trace.as_dict(), f, indent=2)
+            json.dump(trace_to_dict(trace), f, indent=2)
     return trace
 
 

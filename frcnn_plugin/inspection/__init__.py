@@ -5,7 +5,7 @@ tools are ``tools/inspect_pipeline.py``, ``tools/visualize_anchors.py`` and
 from .anchor_fit import AnchorFitter, AnchorSpec, analyze_dataset, format_report, plot_fit
 from .anchor_viz import draw_all
 from .inputs import InspectionInput, load_dataset_input, load_image_input, test_resize
-from .pipeline import PipelineTrace, Stage, format_table, trace_pipeline
+from .pipeline import PipelineTrace, Stage, format_table, trace_pipeline, trace_to_dict
 
 __all__ = [
     "AnchorFitter",
@@ -22,4 +22,5 @@ __all__ = [
     "Stage",
     "format_table",
     "trace_pipeline",
+    "trace_to_dict",
 ]

@@ -50,6 +50,7 @@ __all__ = [
     "LOSS_NORMALIZATIONS",
     "PROPOSAL_ORDERS",
     "find_top_proposals_paper_order",
+    "flatten_rpn_outputs",
     "resize_scale",
 ]
 
@@ -97,6 +98,45 @@ class SoftmaxRPNHead(StandardRPNHead):
                 "MODEL.RPN.HEAD_NAME 'StandardRPNHead' (one sigmoid logit per anchor)".format(name)
             )
         return super().from_config(cfg, input_shape)
+
+
+def flatten_rpn_outputs(
+    pred_objectness_logits: List[torch.Tensor],
+    pred_anchor_deltas: List[torch.Tensor],
+    num_anchors: Sequence[int],
+    box_dim: int = 4,
+) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """Per level, an RPN head's outputs in the per-anchor layout of detectron2's RPN.
+
+    Args:
+        pred_objectness_logits: per level, (N, A, Hi, Wi) sigmoid logits (detectron2's heads) or
+            (N, 2A, Hi, Wi) softmax scores, channels [0, A) background and [A, 2A) foreground
+            (:class:`SoftmaxRPNHead`, py-faster-rcnn's layout).
+        pred_anchor_deltas: per level, (N, A*B, Hi, Wi).
+        num_anchors: A per level (the anchor generator's ``num_anchors``).
+
+    Returns:
+        list[Tensor]: per level, (N, Hi*Wi*A) logits or (N, Hi*Wi*A, 2) scores;
+        list[Tensor]: per level, (N, Hi*Wi*A, B) deltas (location, then anchor, as the anchors).
+    """
+    logits = []
+    for x, a in zip(pred_objectness_logits, num_anchors):
+        n, c, h, w = x.shape
+        if c == a:
+            logits.append(x.permute(0, 2, 3, 1).flatten(1))
+        elif c == 2 * a:
+            logits.append(x.view(n, 2, a, h, w).permute(0, 3, 4, 2, 1).reshape(n, -1, 2))
+        else:
+            raise ConfigError(
+                "The RPN head (MODEL.RPN.HEAD_NAME) returned {} objectness channels for {} anchors "
+                "per location; allowed: A (sigmoid) or 2A (softmax)".format(c, a)
+            )
+    deltas = [
+        x.view(x.shape[0], -1, box_dim, x.shape[-2], x.shape[-1]).permute(0, 3, 4, 1, 2)
+        .flatten(1, -2)
+        for x in pred_anchor_deltas
+    ]
+    return logits, deltas
 
 
 def find_top_proposals_paper_order(
@@ -401,25 +441,6 @@ class FRCNNRPN(RPN):
         return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 
     # ----------------------------------------------------------------------------- forward
-    @staticmethod
-    def _flatten_objectness(x: torch.Tensor, num_anchors: int) -> torch.Tensor:
-        """(N, A, H, W) -> (N, H*W*A); (N, 2A, H, W) (bg block, fg block) -> (N, H*W*A, 2)."""
-        n, c, h, w = x.shape
-        if c == num_anchors:
-            return x.permute(0, 2, 3, 1).flatten(1)
-        if c == 2 * num_anchors:
-            return x.view(n, 2, num_anchors, h, w).permute(0, 3, 4, 2, 1).reshape(n, -1, 2)
-        raise ConfigError(
-            "The RPN head (MODEL.RPN.HEAD_NAME) returned {} objectness channels for {} anchors "
-            "per location; allowed: A (sigmoid) or 2A (softmax)".format(c, num_anchors)
-        )
-
-    def _flatten_deltas(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, A*B, H, W) -> (N, H*W*A, B), as detectron2's RPN."""
-        box_dim = self.anchor_generator.box_dim
-        x = x.view(x.shape[0], -1, box_dim, x.shape[-2], x.shape[-1])
-        return x.permute(0, 3, 4, 1, 2).flatten(1, -2)
-
     def min_box_sizes(self, images: ImageList) -> List[float]:
         """Per image, the minimum proposal side in input pixels.
 
@@ -449,10 +470,10 @@ class FRCNNRPN(RPN):
         """Same as :meth:`RPN.forward`; also handles two-score heads and per-image min sizes."""
         features = [features[f] for f in self.in_features]
         anchors = self.anchor_generator(features)
-        logits, deltas = self.rpn_head(features)
-        num_anchors = self.anchor_generator.num_anchors
-        logits = [self._flatten_objectness(x, a) for x, a in zip(logits, num_anchors)]
-        deltas = [self._flatten_deltas(x) for x in deltas]
+        logits, deltas = flatten_rpn_outputs(
+            *self.rpn_head(features), self.anchor_generator.num_anchors,
+            self.anchor_generator.box_dim,
+        )
 
         losses = {}
         if self.training:
