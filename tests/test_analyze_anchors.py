@@ -4,6 +4,7 @@ sets of known boxes, registered as plain dicts (no image files: only annotations
 import io
 import json
 import os
+import re
 import unittest
 from contextlib import redirect_stdout
 
@@ -106,6 +107,27 @@ class TestAnchorFit(unittest.TestCase):
         self.assertGreater(len(np.unique(img.reshape(-1, 3), axis=0)), 10)
         with open(os.path.join(out, "fit.json")) as f:
             self.assertEqual(json.load(f)["current"]["share_best_iou_ge_0.7"], 1.0)
+
+    def test_report_structure_is_the_readmes(self):
+        """The README's report (Anchor fit of a data set) is the reference: the same lines, table
+        header and rows, with other numbers and lists."""
+        with open(os.path.join(REPO, "README.md")) as f:
+            readme = f.read()
+        section = readme[readme.index("### Anchor fit of a data set"):]
+        reference = re.search(r"```\n(Anchor fit of .*?)```", section, re.S).group(1)
+        name = register("frcnn_test_fit_readme", [[[16, 16, 32, 32]], [[8, 8, 40, 40]]])
+        _, text = run_tool(["--config-file", os.path.join(REPO, "configs", DEMO), "--dataset",
+                            name] + SMALL)
+
+        def shape(report, dataset):
+            report = report.replace(dataset, "DATASET")
+            report = re.sub(r"\[[\[\]\d., ]*\]", "[list]", report)
+            return re.sub(r"\d+(\.\d+)?", "N", report).strip().splitlines()
+
+        self.assertEqual(shape(text, name), shape(reference, "frcnn_shapes_train"))
+        header = [c.strip() for c in text.splitlines()[4].split("|")[1:-1]]
+        self.assertEqual(header, ["anchors", "sizes", "ratios", "best IoU ≥ 0.7", "≥ 0.5",
+                                  "< 0.3", "positives per GT (mean / min)"])
 
     def test_boxes_far_from_anchors_get_a_better_suggestion(self):
         # tall thin 8x40 boxes (h/w = 5) on the anchor centres: no anchor reaches IoU 0.7

@@ -11,7 +11,8 @@ best anchor has IoU >= 0.7, >= 0.5 and < 0.3, the positives per GT, GT sizes and
 suggested MODEL.ANCHOR_GENERATOR keys as YAML with the share they reach. With --out-dir, also
 the plot DIR/anchor_fit.png; with --json, the numbers as JSON. A user's mistake ends with one
 ``error: ...`` paragraph and exit status 2 (``--debug``: the traceback). The logic is
-frcnn_plugin.inspection.anchor_fit.
+frcnn_plugin.inspection.anchor_fit (one module per job: data, scoring, search, analysis, report,
+plot).
 """
 import argparse
 import json
@@ -19,7 +20,9 @@ import logging
 import os
 
 from frcnn_plugin.cli import run_cli
-from frcnn_plugin.inspection.anchor_fit import analyze_dataset, format_report, plot_fit
+from frcnn_plugin.inspection.anchor_fit import (
+    analyze_dataset, format_report, plot_fit, result_to_dict,
+)
 from frcnn_plugin.inspection.cli import input_parser, setup_cfg
 
 
@@ -54,7 +57,7 @@ def main(argv=None):
         print("Plot: " + plot_fit(result, os.path.join(args.out_dir, "anchor_fit.png")))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result.as_dict(), f, indent=2)
+            json.dump(result_to_dict(result), f, indent=2)
     return result
 
 
