@@ -17,6 +17,13 @@ torchvision                 detectron2 model (GeneralizedRCNN)
 
 The weights expect RGB input normalized by ImageNet's mean and std, which the plugin's configs
 set (``INPUT.FORMAT: RGB``, ``MODEL.PIXEL_MEAN``/``PIXEL_STD``).
+
+``source="caffe"`` takes the Caffe VGG16 (the original py-faster-rcnn ImageNet model) as PyTorch
+state dicts come: with torchvision's keys (``vgg16_caffe.pth`` of the well-known PyTorch
+reimplementations) or with Caffe's layer names (``conv1_1.weight`` ... ``fc6.weight``, from
+Caffe-to-PyTorch converters). The renaming is the same; those weights expect **BGR** input in
+0..255 minus py-faster-rcnn's means with std 1 (:data:`CAFFE_INPUT`, set by
+``configs/vgg16_frcnn_caffe.yaml`` and ``configs/vgg16_frcnn_voc_caffe.yaml``).
 """
 
 import os
@@ -29,12 +36,34 @@ from .cli import CheckpointError, MissingFileError, OutputError, OutputExistsErr
 from .files import atomic_write
 from .modeling.backbone.vgg import VGG_BLOCKS
 
-__all__ = ["convert_torchvision_vgg", "load_state_dict_file", "save_checkpoint"]
+__all__ = [
+    "SOURCES",
+    "CAFFE_INPUT",
+    "convert_torchvision_vgg",
+    "convert_vgg_weights",
+    "load_state_dict_file",
+    "save_checkpoint",
+]
+
+# Where VGG weights come from, and the input each expects (the config keys that must match).
+SOURCES = ("torchvision", "caffe")
+TORCHVISION_INPUT = {
+    "INPUT.FORMAT": "RGB",
+    "MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53],
+    "MODEL.PIXEL_STD": [58.395, 57.12, 57.375],
+}
+# py-faster-rcnn's PIXEL_MEANS (BGR, 0..255), no scaling
+CAFFE_INPUT = {
+    "INPUT.FORMAT": "BGR",
+    "MODEL.PIXEL_MEAN": [102.9801, 115.9465, 122.7717],
+    "MODEL.PIXEL_STD": [1.0, 1.0, 1.0],
+}
 
 _FEATURE_KEY = re.compile(
     r"^features\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$"
 )
 _FC_NAMES = {"classifier.0": "roi_heads.box_head.fc6", "classifier.3": "roi_heads.box_head.fc7"}
+_CAFFE_KEY = re.compile(r"^(conv\d_\d|fc[678])\.(weight|bias)$")
 _CONV_COUNT_TO_DEPTH = {sum(v): k for k, v in VGG_BLOCKS.items()}
 
 
@@ -125,15 +154,73 @@ def convert_torchvision_vgg(state_dict, include_fc=True):
     return out, {"depth": depth, "norm": "BN" if norms else ""}
 
 
-def save_checkpoint(model_state, path, overwrite=False):
+def _caffe_names_to_torchvision(state_dict):
+    """Caffe layer names (``conv<b>_<j>.*``, ``fc6/fc7/fc8.*``) -> torchvision's VGG keys
+    (``features.<i>.*`` in the order of the layers, ``classifier.{0,3,6}.*``)."""
+    unexpected = [k for k in state_dict if not _CAFFE_KEY.match(k)]
+    if unexpected:
+        raise CheckpointError(
+            "Unexpected key {!r} among Caffe layer names; allowed: conv<b>_<j>.weight/bias and "
+            "fc6/fc7/fc8.weight/bias".format(unexpected[0])
+        )
+    convs = sorted(
+        {k.split(".")[0] for k in state_dict if k.startswith("conv")},
+        key=lambda n: tuple(int(v) for v in n[4:].split("_")),
+    )
+    out = OrderedDict()
+    for i, name in enumerate(convs):
+        for param in ("weight", "bias"):
+            key = "{}.{}".format(name, param)
+            if key in state_dict:
+                out["features.{}.{}".format(2 * i, param)] = state_dict[key]
+    for fc, index in (("fc6", 0), ("fc7", 3), ("fc8", 6)):
+        for param in ("weight", "bias"):
+            key = "{}.{}".format(fc, param)
+            if key in state_dict:
+                out["classifier.{}.{}".format(index, param)] = state_dict[key]
+    return out
+
+
+def convert_vgg_weights(state_dict, source="torchvision", include_fc=True):
+    """Rename VGG ImageNet weights from ``source`` to the plugin's parameter names.
+
+    Args:
+        state_dict (dict[str, Tensor]): torchvision's ``vgg*`` state dict, or (``source``
+            "caffe") the Caffe VGG16 with torchvision's keys or with Caffe's layer names.
+        source (str): one of :data:`SOURCES`.
+        include_fc (bool): also convert fc6/fc7.
+
+    Returns:
+        (OrderedDict, dict): the renamed state dict, and ``{"depth", "norm", "input"}``: the
+        backbone it fits and the input keys it expects (``INPUT.FORMAT``, ``MODEL.PIXEL_MEAN``,
+        ``MODEL.PIXEL_STD``).
+    """
+    if source not in SOURCES:
+        raise CheckpointError("source={!r}; allowed: {}".format(source, ", ".join(SOURCES)))
+    caffe_names = any(_CAFFE_KEY.match(k) for k in state_dict)
+    if caffe_names and source != "caffe":
+        raise CheckpointError(
+            "The file has Caffe layer names (e.g. conv1_1.weight), not torchvision's keys; "
+            "if it is the Caffe VGG16, pass --source caffe"
+        )
+    if caffe_names:
+        state_dict = _caffe_names_to_torchvision(state_dict)
+    out, info = convert_torchvision_vgg(state_dict, include_fc=include_fc)
+    if source == "caffe" and info["norm"]:
+        raise CheckpointError("The Caffe VGG has no batch norms, but the file has some")
+    info["input"] = dict(CAFFE_INPUT if source == "caffe" else TORCHVISION_INPUT)
+    return out, info
+
+
+def save_checkpoint(model_state, path, overwrite=False, source="torchvision"):
     """Write ``{"model": model_state}`` as a detectron2 checkpoint with the plugin's atomic
     writer (temporary file, fsync, rename), refusing to replace an existing file unless
-    ``overwrite``."""
+    ``overwrite``; ``source`` (where the weights come from) is recorded as its author."""
     if os.path.exists(path) and not overwrite:
         raise OutputExistsError("{} exists; pass --overwrite to replace it".format(path))
     checkpoint = {
         "model": model_state,
-        "__author__": "torchvision, converted by frcnn_plugin",
+        "__author__": "{}, converted by frcnn_plugin".format(source),
         "matching_heuristics": False,
     }
     try:

@@ -57,15 +57,14 @@ class TestConfig(unittest.TestCase):
         return validate_frcnn_config(load_config("vgg16_frcnn_shapes_demo.yaml", *opts))
 
     def test_shipped_configs_are_valid(self):
-        for name in (
-            "vgg16_frcnn_shapes_demo.yaml",
-            "vgg16_frcnn.yaml",
-            "vgg16_frcnn_voc.yaml",
-            "vgg16_frcnn_d2_heads.yaml",
-        ):
-            from frcnn_plugin.config_checks import validate_frcnn_config
+        from frcnn_plugin.config_checks import validate_frcnn_config
+        from tests.conftest import CONFIGS
 
-            validate_frcnn_config(load_config(name))
+        names = sorted(n for n in os.listdir(CONFIGS) if n.endswith(".yaml"))
+        self.assertIn("vgg16_frcnn_voc_caffe.yaml", names)
+        for name in names:
+            with self.subTest(name):
+                validate_frcnn_config(load_config(name))
 
     def test_sampler_values(self):
         with self.assertRaisesRegex(

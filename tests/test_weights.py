@@ -151,3 +151,79 @@ class TestConvertVGG16BN(unittest.TestCase):
                 save_checkpoint({"a": torch.zeros(2)}, path)
             save_checkpoint({"a": torch.zeros(2)}, path, overwrite=True)
             self.assertEqual(os.listdir(os.path.dirname(path)), ["c.pth"])
+
+
+class TestConvertCaffeVGG16(unittest.TestCase):
+    """The Caffe VGG16 as PyTorch reimplementations ship it: torchvision's keys
+    (``vgg16_caffe.pth``) or Caffe's layer names; BGR input, Caffe means, std 1."""
+
+    # VGG16's convolutions in torchvision's ``features`` (ReLUs and max-pools in between)
+    CONV_INDEX = {
+        "conv1_1": 0, "conv1_2": 2, "conv2_1": 5, "conv2_2": 7, "conv3_1": 10, "conv3_2": 12,
+        "conv3_3": 14, "conv4_1": 17, "conv4_2": 19, "conv4_3": 21, "conv5_1": 24,
+        "conv5_2": 26, "conv5_3": 28,
+    }  # fmt: skip
+
+    @classmethod
+    def setUpClass(cls):
+        _, cls.tv_keys = torchvision_state("vgg16")  # a locally made "vgg16_caffe.pth"
+        cls.caffe_names = {}
+        for name, i in cls.CONV_INDEX.items():
+            for p in ("weight", "bias"):
+                cls.caffe_names["{}.{}".format(name, p)] = cls.tv_keys["features.{}.{}".format(i, p)]
+        for fc, i in (("fc6", 0), ("fc7", 3), ("fc8", 6)):
+            for p in ("weight", "bias"):
+                cls.caffe_names["{}.{}".format(fc, p)] = cls.tv_keys["classifier.{}.{}".format(i, p)]
+        cls.tmp = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_both_key_layouts_give_the_same_checkpoint(self):
+        from frcnn_plugin.weights import convert_vgg_weights
+
+        a, info = convert_vgg_weights(self.tv_keys, source="caffe")
+        b, _ = convert_vgg_weights(self.caffe_names, source="caffe")
+        self.assertEqual(list(a), list(b))
+        for k in a:
+            self.assertTrue(torch.equal(a[k], b[k]), k)
+        self.assertTrue(torch.equal(b["backbone.conv4_2.weight"], self.caffe_names["conv4_2.weight"]))
+        self.assertTrue(torch.equal(b["roi_heads.box_head.fc7.bias"], self.caffe_names["fc7.bias"]))
+        self.assertNotIn("fc8", " ".join(b))
+        self.assertEqual(info["depth"], 16)
+        self.assertEqual(info["input"]["INPUT.FORMAT"], "BGR")
+        with self.assertRaisesRegex(ValueError, "--source caffe"):
+            convert_vgg_weights(self.caffe_names)  # torchvision by default
+        with self.assertRaisesRegex(ValueError, "allowed: torchvision, caffe"):
+            convert_vgg_weights(self.tv_keys, source="mxnet")
+        with self.assertRaisesRegex(ValueError, "pool5.weight"):
+            convert_vgg_weights(dict(self.caffe_names, **{"pool5.weight": torch.zeros(1)}), "caffe")
+
+    def test_cli_and_preset_feed_bgr_minus_caffe_means(self):
+        src = os.path.join(self.tmp.name, "vgg16_caffe.pth")
+        out = os.path.join(self.tmp.name, "vgg16_caffe_d2.pth")
+        torch.save(self.caffe_names, src)
+        proc = subprocess.run(
+            [sys.executable, os.path.join(REPO, "tools", "convert_vgg_weights.py"), src, out,
+             "--source", "caffe"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        self.assertIn("INPUT.FORMAT 'BGR'", proc.stdout)
+        self.assertIn("MODEL.PIXEL_STD [1.0,1.0,1.0]", proc.stdout)
+        cfg = load_config("vgg16_frcnn_caffe.yaml", "MODEL.WEIGHTS", out)
+        self.assertEqual(cfg.INPUT.FORMAT, "BGR")
+        model = build_model(cfg).eval()
+        DetectionCheckpointer(model).load(out)
+        # a BGR image of constant (110, 120, 130): minus py-faster-rcnn's means, by hand
+        image = torch.tensor([110.0, 120.0, 130.0]).view(3, 1, 1).expand(3, 32, 48).clone()
+        x = model.preprocess_image([{"image": image}]).tensor[0, :, :32, :48]
+        expected = torch.tensor([7.0199, 4.0535, 7.2283]).view(3, 1, 1).expand(3, 32, 48)
+        torch.testing.assert_close(x, expected, rtol=0, atol=1e-4)
+        # conv1_1 of the plugin's backbone is the Caffe conv1_1 on that input
+        with torch.no_grad():
+            ours = torch.relu(model.backbone.conv1_1(x[None]))
+        reference = torch.relu(torch.nn.functional.conv2d(
+            expected[None], self.caffe_names["conv1_1.weight"], self.caffe_names["conv1_1.bias"],
+            padding=1))
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
