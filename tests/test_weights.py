@@ -170,10 +170,12 @@ class TestConvertCaffeVGG16(unittest.TestCase):
         cls.caffe_names = {}
         for name, i in cls.CONV_INDEX.items():
             for p in ("weight", "bias"):
-                cls.caffe_names["{}.{}".format(name, p)] = cls.tv_keys["features.{}.{}".format(i, p)]
+                tv_key = "features.{}.{}".format(i, p)
+                cls.caffe_names["{}.{}".format(name, p)] = cls.tv_keys[tv_key]
         for fc, i in (("fc6", 0), ("fc7", 3), ("fc8", 6)):
             for p in ("weight", "bias"):
-                cls.caffe_names["{}.{}".format(fc, p)] = cls.tv_keys["classifier.{}.{}".format(i, p)]
+                tv_key = "classifier.{}.{}".format(i, p)
+                cls.caffe_names["{}.{}".format(fc, p)] = cls.tv_keys[tv_key]
         cls.tmp = tempfile.TemporaryDirectory()
 
     @classmethod
@@ -188,7 +190,9 @@ class TestConvertCaffeVGG16(unittest.TestCase):
         self.assertEqual(list(a), list(b))
         for k in a:
             self.assertTrue(torch.equal(a[k], b[k]), k)
-        self.assertTrue(torch.equal(b["backbone.conv4_2.weight"], self.caffe_names["conv4_2.weight"]))
+        self.assertTrue(
+            torch.equal(b["backbone.conv4_2.weight"], self.caffe_names["conv4_2.weight"])
+        )
         self.assertTrue(torch.equal(b["roi_heads.box_head.fc7.bias"], self.caffe_names["fc7.bias"]))
         self.assertNotIn("fc8", " ".join(b))
         self.assertEqual(info["depth"], 16)
