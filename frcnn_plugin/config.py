@@ -111,6 +111,10 @@ def add_frcnn_config(cfg):
     # Output features, a subset of conv1 ... conv5 (strides 1, 2, 4, 8, 16). conv5 is conv5_3
     # after ReLU, without the 5th max-pool: 512 channels at stride 16.
     _C.MODEL.VGG.OUT_FEATURES = ["conv5"]
+    # Initialization of the convolutions (before any MODEL.WEIGHTS are loaded): "pytorch"
+    # (nn.Conv2d's default, Kaiming-uniform with a = sqrt(5)) or "torchvision" (torchvision's
+    # VGG: Kaiming-normal, fan-out, ReLU gain, zero bias; norms weight 1, bias 0).
+    _C.MODEL.VGG.INIT = "pytorch"
 
     # ---------------------------------------------------------------------------------------
     # VGG fc6/fc7 box head (MODEL.ROI_BOX_HEAD.NAME: "VGGFCHead"); it reads

@@ -85,6 +85,25 @@ class TestVGG(unittest.TestCase):
             VGG(freeze_at=6)
         with self.assertRaisesRegex(ValueError, "gn"):
             VGG(norm="gn")
+        with self.assertRaisesRegex(ValueError, "MODEL.VGG.INIT='kaiming'.*'torchvision'"):
+            VGG(init="kaiming")
+
+    def test_init(self):
+        """conv3_1 (128 -> 256 channels, 3x3): torchvision's init is Kaiming-normal with fan-out,
+        std sqrt(2 / (256 * 9)) = 0.0295; PyTorch's default is uniform with bound
+        1 / sqrt(fan_in), std 1 / sqrt(3 * 128 * 9) = 0.0170."""
+        torch.manual_seed(0)
+        tv = VGG(depth=11, norm="BN", out_features=["conv3"], init="torchvision")
+        tv.requires_grad_(False)
+        w = tv.conv3_1.weight
+        self.assertAlmostEqual(float(w.std()), (2 / (256 * 9)) ** 0.5, delta=0.0005)
+        self.assertAlmostEqual(float(w.mean()), 0.0, delta=0.0005)
+        self.assertEqual(float(tv.conv3_1.bias.abs().max()), 0.0)
+        self.assertTrue(torch.equal(tv.conv3_1.norm.weight, torch.ones(256)))
+        default = VGG(depth=11, out_features=["conv3"]).conv3_1.requires_grad_(False)
+        self.assertAlmostEqual(float(default.weight.std()), (3 * 128 * 9) ** -0.5, delta=0.0005)
+        self.assertLessEqual(float(default.weight.abs().max()), (128 * 9) ** -0.5)
+        self.assertNotEqual(float(default.bias.abs().max()), 0.0)
 
 
 class TestVGGFCHead(unittest.TestCase):

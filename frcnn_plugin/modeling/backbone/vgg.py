@@ -16,13 +16,17 @@ Parameter names follow the layer names of the paper (``conv1_1`` ... ``conv5_3``
 from typing import Dict, List, Sequence
 
 import torch.nn.functional as F
+from torch import nn
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
 from ...cli import ConfigError
 
-__all__ = ["VGG", "VGG_BLOCKS", "build_vgg_backbone"]
+__all__ = ["VGG", "VGG_BLOCKS", "VGG_INITS", "build_vgg_backbone"]
+
+# Initializations of the convolutions (MODEL.VGG.INIT).
+VGG_INITS = ("pytorch", "torchvision")
 
 # Number of 3x3 conv layers in each of the 5 blocks, per depth (VGG paper, configs A, B, D, E).
 VGG_BLOCKS = {
@@ -47,6 +51,9 @@ class VGG(Backbone):
         freeze_at (int): freeze the first ``freeze_at`` blocks (0: none; 2: conv1 and conv2,
             as in the paper). Frozen blocks get ``requires_grad=False`` and, with "BN", frozen
             statistics (converted to FrozenBatchNorm2d).
+        init (str): one of :data:`VGG_INITS`: "pytorch" (``nn.Conv2d``'s default) or
+            "torchvision" (torchvision's ``VGG._initialize_weights``: Kaiming-normal fan-out
+            for the convolutions, zero biases, norms at weight 1 and bias 0).
     """
 
     def __init__(
@@ -55,8 +62,15 @@ class VGG(Backbone):
         norm: str = "",
         out_features: Sequence[str] = ("conv5",),
         freeze_at: int = 0,
+        init: str = "pytorch",
     ):
         super().__init__()
+        if init not in VGG_INITS:
+            raise ConfigError(
+                "MODEL.VGG.INIT={!r} is invalid; allowed: {}".format(
+                    init, ", ".join(repr(v) for v in VGG_INITS)
+                )
+            )
         if depth not in VGG_BLOCKS:
             raise ConfigError(
                 "MODEL.VGG.DEPTH={!r} is not supported; allowed: {}".format(
@@ -113,7 +127,20 @@ class VGG(Backbone):
             self._out_feature_channels[_BLOCK_NAMES[b]] = channels
             self._out_feature_strides[_BLOCK_NAMES[b]] = stride
             stride *= 2  # the max-pool after this block (none after conv5)
+        if init == "torchvision":
+            self._torchvision_init()
         self.freeze(freeze_at)
+
+    def _torchvision_init(self):
+        """torchvision's VGG initialization of the convolutions and their norms."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
 
     def freeze(self, freeze_at: int = 0):
         """Freeze the first ``freeze_at`` conv blocks (parameters and BN statistics)."""
@@ -173,4 +200,5 @@ def build_vgg_backbone(cfg, input_shape: ShapeSpec):
         norm=cfg.MODEL.VGG.NORM,
         out_features=cfg.MODEL.VGG.OUT_FEATURES,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+        init=cfg.MODEL.VGG.INIT,
     )
