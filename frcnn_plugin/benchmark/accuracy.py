@@ -34,7 +34,7 @@ def _coco_evaluator(cfg, dataset_name: str, output_dir: str):
                          output_dir=output_dir, use_fast_impl=fast)
 
 
-def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0,
+def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: str = "copied",
                        log_period: int = 20, output_dir: str = None) -> Dict[str, object]:
     """Train one model kind for ``SOLVER.MAX_ITER`` iterations, then evaluate it.
 
@@ -43,6 +43,8 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0,
         kind (str): "plugin", "torchvision" or "d2".
         dataset_dicts (list[dict]): the training set (the same list for every model).
         seed (int): seeds the weights, the sampler's order and the augmentations.
+        init (str): the peers' initial weights, "copied" from the plugin or their "own" (see
+            :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`).
 
     Returns:
         dict: "bbox" (COCOEvaluator's AP table), "train_time_s", "iters", "last_losses".
@@ -58,7 +60,7 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0,
 
     from .peers import build_benchmark_model
 
-    model, info = build_benchmark_model(cfg, kind, seed=seed)
+    model, info = build_benchmark_model(cfg, kind, seed=seed, init=init)
     seed_all_rng(seed)
     loader = build_detection_train_loader(
         cfg, mapper=FRCNNDatasetMapper(cfg, True), dataset=list(dataset_dicts),

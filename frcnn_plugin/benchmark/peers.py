@@ -35,6 +35,7 @@ from ..modeling.box_head import VGGFCHead
 
 __all__ = [
     "MODEL_KINDS",
+    "PEER_INITS",
     "d2_builtin_config",
     "build_torchvision_peer",
     "TorchvisionFasterRCNN",
@@ -370,9 +371,19 @@ def init_torchvision_from_detectron2(peer: TorchvisionFasterRCNN, model: nn.Modu
     return done
 
 
-def build_benchmark_model(cfg, kind: str, seed: int = 0) -> Tuple[nn.Module, Dict[str, object]]:
-    """Build one of :data:`MODEL_KINDS` with seeded initial weights; the peers start from the
-    plugin model's weights where layers correspond.
+PEER_INITS = ("copied", "own")
+
+
+def build_benchmark_model(
+    cfg, kind: str, seed: int = 0, init: str = "copied"
+) -> Tuple[nn.Module, Dict[str, object]]:
+    """Build one of :data:`MODEL_KINDS` with seeded initial weights.
+
+    Args:
+        init (str): for the peers, "copied": they start from the plugin model's weights where
+            layers correspond (same start, so differences come from the designs); "own": each
+            keeps its own default initialization (torchvision: its VGG's Kaiming-normal fan-out
+            convolutions, ``MODEL.VGG.INIT "torchvision"``, and its heads' own init).
 
     Returns:
         (model, info): the model on ``cfg.MODEL.DEVICE`` and a dict describing it.
@@ -381,16 +392,29 @@ def build_benchmark_model(cfg, kind: str, seed: int = 0) -> Tuple[nn.Module, Dic
 
     if kind not in MODEL_KINDS:
         raise ValueError("model kind {!r}; allowed: {}".format(kind, MODEL_KINDS))
+    if init not in PEER_INITS:
+        raise ValueError("init {!r}; allowed: {}".format(init, PEER_INITS))
     torch.manual_seed(seed)
-    plugin = build_model(cfg)
-    info = {"kind": kind}
+    info = {"kind": kind, "init": "own" if kind == "plugin" else init}
+    if kind != "plugin" and init == "own":
+        if kind == "d2":
+            model = build_model(d2_builtin_config(cfg))
+        else:
+            own = cfg.clone()
+            own.defrost()
+            if own.MODEL.BACKBONE.NAME == "build_vgg_backbone":
+                own.MODEL.VGG.INIT = "torchvision"
+            model = build_torchvision_peer(own).to(torch.device(cfg.MODEL.DEVICE))
+        plugin = None
+    else:
+        plugin = build_model(cfg)
     if kind == "plugin":
         model = plugin
-    elif kind == "d2":
+    elif plugin is not None and kind == "d2":
         torch.manual_seed(seed)
         model = build_model(d2_builtin_config(cfg))
         info["weights_from_plugin"] = len(copy_matching_weights(plugin, model))
-    else:
+    elif plugin is not None:
         model = build_torchvision_peer(cfg).to(plugin.device)
         info["weights_from_plugin"] = len(init_torchvision_from_detectron2(model, plugin))
     if model is not plugin:

@@ -1,0 +1,194 @@
+"""Which design differences cost accuracy: the plugin against torchvision's ``FasterRCNN`` at
+equal budget, one switch at a time, over several seeds.
+
+Every run is :func:`~frcnn_plugin.benchmark.accuracy.train_and_evaluate` (the same data, order,
+schedule, optimizer and ``COCOEvaluator`` for every model) on ``DATASETS.TRAIN`` ->
+``DATASETS.TEST[0]``. The rows:
+
+- ``plugin``: the config as it is;
+- ``plugin + <switch>``: the config with one of :data:`SWITCHES` applied (a switch whose keys
+  already have its values in the config is skipped: it is the baseline);
+- ``torchvision (own init)``: torchvision's model with its own default initialization;
+- ``torchvision (copied init)``: torchvision's model starting from the plugin's initial weights.
+
+Results are kept per run in ``ablation.json`` (written atomically after every run), so an
+interrupted ablation resumes where it stopped; :func:`summarize` gives mean ± sample standard
+deviation over the seeds.
+"""
+import json
+import logging
+import math
+import os
+from typing import Dict, List, Sequence
+
+from ..files import atomic_write
+
+__all__ = ["SWITCHES", "PEER_ROWS", "plan_runs", "run_ablation", "summarize", "format_table"]
+
+logger = logging.getLogger(__name__)
+
+# name -> (what it changes, config overrides). The differences between the plugin's design and
+# torchvision's FasterRCNN (and the paper's options) that may cost accuracy.
+SWITCHES = {
+    "vgg_init_torchvision": (
+        "VGG convolutions initialized as torchvision's (Kaiming-normal, fan-out)",
+        {"MODEL.VGG.INIT": "torchvision"},
+    ),
+    "rpn_sigmoid_head": (
+        "sigmoid RPN head (detectron2's StandardRPNHead, as torchvision's RPNHead)",
+        {"MODEL.RPN.HEAD_NAME": "StandardRPNHead"},
+    ),
+    "rpn_loss_detectron2": (
+        "RPN loss terms / (256 x images) (detectron2's; torchvision's is the same mean)",
+        {"MODEL.RPN.LOSS_NORMALIZATION": "detectron2"},
+    ),
+    "roi_smooth_l1": (
+        "ROI box loss smooth L1 with beta 1/9 (torchvision's) instead of L1",
+        {"MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 1.0 / 9},
+    ),
+    "no_weight_decay_on_norm": (
+        "no weight decay on norm layers",
+        {"SOLVER.WEIGHT_DECAY_NORM": 0.0},
+    ),
+    "rpn_min_size_paper": (
+        "proposals with a side < 16 original pixels dropped (the paper)",
+        {
+            "MODEL.PROPOSAL_GENERATOR.MIN_SIZE": 16,
+            "MODEL.PROPOSAL_GENERATOR.MIN_SIZE_IN_ORIGINAL_PIXELS": True,
+        },
+    ),
+    "roialign": (
+        "RoIAlign (ROIAlignV2) instead of RoIPool",
+        {"MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlignV2"},
+    ),
+    "keep_cross_boundary_anchors": (
+        "cross-boundary anchors labelled in training (BOUNDARY_THRESH -1)",
+        {"MODEL.RPN.BOUNDARY_THRESH": -1},
+    ),
+}
+
+# the torchvision rows: name -> (model kind, init)
+PEER_ROWS = {
+    "torchvision (own init)": ("torchvision", "own"),
+    "torchvision (copied init)": ("torchvision", "copied"),
+}
+
+
+def _get(cfg, key):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def applies(cfg, overrides: Dict[str, object]) -> bool:
+    """Whether ``overrides`` change ``cfg`` (a switch already in the config is the baseline)."""
+    return any(_get(cfg, k) != v for k, v in overrides.items())
+
+
+def plan_runs(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequence[int]):
+    """The runs, as dicts with ``row``, ``kind``, ``init``, ``overrides`` and ``seed``."""
+    rows = [("plugin", "plugin", "copied", {})]
+    for name in switches:
+        if name not in SWITCHES:
+            raise ValueError("switch {!r}; allowed: {}".format(name, ", ".join(SWITCHES)))
+        overrides = SWITCHES[name][1]
+        if applies(cfg, overrides):
+            rows.append(("plugin + " + name, "plugin", "copied", overrides))
+        else:
+            logger.warning("switch %s: the config already has %s; skipped", name, overrides)
+    for name in peers:
+        if name not in PEER_ROWS:
+            raise ValueError("peer {!r}; allowed: {}".format(name, ", ".join(PEER_ROWS)))
+        rows.append((name,) + PEER_ROWS[name] + ({},))
+    return [
+        {"row": row, "kind": kind, "init": init, "overrides": overrides, "seed": seed}
+        for row, kind, init, overrides in rows
+        for seed in seeds
+    ]
+
+
+def _run_key(run) -> str:
+    return "{}|{}".format(run["row"], run["seed"])
+
+
+def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequence[int],
+                 output_dir: str, log_period: int = 20) -> Dict[str, dict]:
+    """Train and evaluate every planned run not yet in ``output_dir/ablation.json``.
+
+    Returns:
+        dict: run key ("<row>|<seed>") -> {"row", "seed", "kind", "init", "overrides", "bbox",
+        "train_time_s", ...}, for every run in the file.
+    """
+    from ..data.checks import load_train_dataset_dicts
+    from .accuracy import train_and_evaluate
+
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "ablation.json")
+    done = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            done = json.load(f)
+    dicts = load_train_dataset_dicts(cfg)
+    for run in plan_runs(cfg, switches, peers, seeds):
+        key = _run_key(run)
+        if key in done:
+            continue
+        run_cfg = cfg.clone()
+        run_cfg.defrost()
+        for k, v in run["overrides"].items():
+            node = run_cfg
+            *parents, leaf = k.split(".")
+            for part in parents:
+                node = node[part]
+            node[leaf] = v
+        logger.warning("ablation run %s", key)
+        folder = "".join(c if c.isalnum() else "_" for c in key)
+        result = train_and_evaluate(
+            run_cfg, run["kind"], dicts, seed=run["seed"], init=run["init"],
+            log_period=log_period, output_dir=os.path.join(output_dir, "eval", folder),
+        )
+        done[key] = dict(run, **result)
+        text = json.dumps(done, indent=2, default=str)
+        atomic_write(path, lambda f: f.write(text), mode="w")
+    return done
+
+
+def _mean_std(values: List[float]):
+    """Mean and sample standard deviation (n - 1; 0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def summarize(results: Dict[str, dict], metrics=("AP", "AP50", "AP75")) -> List[dict]:
+    """Per row (in the order of first appearance): number of seeds, mean and std of each metric
+    and of the training time."""
+    rows: Dict[str, List[dict]] = {}
+    for r in results.values():
+        rows.setdefault(r["row"], []).append(r)
+    out = []
+    for row, runs in rows.items():
+        entry = {"row": row, "seeds": sorted(r["seed"] for r in runs)}
+        for m in metrics:
+            vals = [float(r["bbox"].get(m, float("nan"))) for r in runs]
+            entry[m] = _mean_std(vals)
+        entry["train_time_s"] = _mean_std([float(r["train_time_s"]) for r in runs])
+        out.append(entry)
+    return out
+
+
+def format_table(summary: List[dict], metrics=("AP", "AP50", "AP75")) -> str:
+    """Markdown: row | seeds | metric mean ± std ... | Δ AP50 vs plugin | train time."""
+    base = next((e for e in summary if e["row"] == "plugin"), None)
+    head = ["run", "seeds"] + list(metrics) + ["Δ AP50", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in summary:
+        cells = [e["row"], str(len(e["seeds"]))]
+        cells += ["{:.1f} ± {:.1f}".format(*e[m]) for m in metrics]
+        delta = e["AP50"][0] - base["AP50"][0] if base else float("nan")
+        cells.append("{:+.1f}".format(delta) if e is not base else "–")
+        cells.append("{:.0f} ± {:.0f}".format(*e["train_time_s"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
