@@ -176,6 +176,18 @@ def add_frcnn_config(cfg):
     # Deprecated (removed in the next release): a background IoU lower bound lo > 0 warns and
     # becomes detectron2's IOU_THRESHOLDS [lo, 0.5] with IOU_LABELS [-1, 0, 1].
     _C.MODEL.ROI_HEADS.BG_IOU_LO = 0.0
+    # OHEMSampler (MODEL.ROI_HEADS.SAMPLER.NAME "OHEMSampler"): IoU above which a candidate is
+    # suppressed by a harder one before the hardest BATCH_SIZE_PER_IMAGE are kept (the paper:
+    # 0.7; 1.0 = no NMS).
+    _C.MODEL.ROI_HEADS.OHEM_NMS_THRESH = 0.7
+    _C.MODEL.ROI_HEADS.SOFT_NMS = CN()
+    # Test-time Soft-NMS of the ROI heads: "none" (detectron2's NMS), "linear" (scores times
+    # 1 - IoU above NMS_THRESH_TEST) or "gaussian" (times exp(-IoU^2 / SIGMA)).
+    _C.MODEL.ROI_HEADS.SOFT_NMS.METHOD = "none"
+    # Sigma of the Gaussian Soft-NMS (the paper: 0.5).
+    _C.MODEL.ROI_HEADS.SOFT_NMS.SIGMA = 0.5
+    # Soft-NMS drops boxes whose decayed score falls below this floor.
+    _C.MODEL.ROI_HEADS.SOFT_NMS.SCORE_THRESH = 0.001
 
     # ---------------------------------------------------------------------------------------
     # Reliability (issue 7): bad data, non-finite losses, multi-process checks. See

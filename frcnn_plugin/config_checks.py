@@ -17,7 +17,9 @@ import tempfile
 from .cli import ConfigError, OutputError, UserError
 from .config import _all_keys
 from .modeling.anchor_generator import uses_explicit_sizes
+from .modeling.backbone.vgg import VGG_INITS
 from .modeling.rpn import PROPOSAL_ORDERS
+from .modeling.soft_nms import SOFT_NMS_METHODS
 
 __all__ = [
     "NONFINITE_LOSS_MODES",
@@ -122,6 +124,22 @@ def _check_model(p):
         "a number in [0, 1]",
     )
     p.require("MODEL.ROI_HEADS.NUM_CLASSES", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+    p.require(
+        "MODEL.ROI_HEADS.OHEM_NMS_THRESH", lambda v: _is_number(v) and 0 < v <= 1,
+        "a number in (0, 1] (1: no NMS among the OHEM candidates)",
+    )
+    p.require(
+        "MODEL.ROI_HEADS.SOFT_NMS.METHOD", lambda v: v in SOFT_NMS_METHODS,
+        ", ".join(repr(m) for m in SOFT_NMS_METHODS),
+    )
+    p.require("MODEL.ROI_HEADS.SOFT_NMS.SIGMA", lambda v: _is_number(v) and v > 0, "a number > 0")
+    p.require(
+        "MODEL.ROI_HEADS.SOFT_NMS.SCORE_THRESH", lambda v: _is_number(v) and 0 <= v < 1,
+        "a number in [0, 1)",
+    )
+    p.require(
+        "MODEL.VGG.INIT", lambda v: v in VGG_INITS, ", ".join(repr(v) for v in VGG_INITS)
+    )
 
     def positive_lists(v):
         levels = list(v) if len(v) and isinstance(v[0], (list, tuple)) else [v]

@@ -17,16 +17,21 @@ TEST.DETECTIONS_PER_IMAGE) are StandardROIHeads'. detectron2's statistics
 ``roi_head/num_fg_samples`` and ``roi_head/num_bg_samples`` are logged as before.
 """
 import warnings
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
+from fvcore.nn import smooth_l1_loss
 
 from detectron2.config import configurable
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.matcher import Matcher
+from detectron2.structures import Instances
+from detectron2.utils.events import get_event_storage
 
 from ..cli import ConfigError
 from .sampling import build_sampler
+from .soft_nms import SoftNMSOutputLayers
 
 __all__ = ["FRCNNROIHeads", "iou_thresholds_with_bg_lo"]
 
@@ -92,13 +97,19 @@ class FRCNNROIHeads(StandardROIHeads):
                 heads.IOU_THRESHOLDS, heads.IOU_LABELS, heads.BG_IOU_LO
             )
             ret["proposal_matcher"] = Matcher(thresholds, labels, allow_low_quality_matches=False)
+        extra = {}
+        if heads.SAMPLER.NAME == "OHEMSampler":
+            extra["nms_thresh"] = heads.OHEM_NMS_THRESH
         ret["sampler"] = build_sampler(
             heads.SAMPLER,
             batch_size_per_image=heads.BATCH_SIZE_PER_IMAGE,
             positive_fraction=heads.POSITIVE_FRACTION,
             bg_label=heads.NUM_CLASSES,
             config_prefix="MODEL.ROI_HEADS",
+            **extra,
         )
+        if heads.SOFT_NMS.METHOD != "none":
+            ret["box_predictor"] = SoftNMSOutputLayers(cfg, ret["box_head"].output_shape)
         return ret
 
     def _proposal_labels(
@@ -126,3 +137,67 @@ class FRCNNROIHeads(StandardROIHeads):
         fg_idx, bg_idx = self.sampler(labels)
         sampled_idxs = torch.cat([fg_idx, bg_idx], dim=0)
         return sampled_idxs, labels[sampled_idxs]
+
+    # ----------------------------------------------------------------------------- OHEM
+    def _forward_box(self, features: Dict[str, torch.Tensor], proposals: List[Instances]):
+        """``StandardROIHeads._forward_box``; in training with a sampler that ``needs_losses``
+        (:class:`~frcnn_plugin.modeling.sampling.OHEMSampler`), on the hardest candidates only
+        (:meth:`_mine_hard_examples`)."""
+        if self.training and getattr(self.sampler, "needs_losses", False):
+            proposals = self._mine_hard_examples(features, proposals)
+        return super()._forward_box(features, proposals)
+
+    @torch.no_grad()
+    def _mine_hard_examples(
+        self, features: Dict[str, torch.Tensor], proposals: List[Instances]
+    ) -> List[Instances]:
+        """Per image, the candidates of highest loss (``self.sampler.select``).
+
+        The read-only pass runs the box head and predictor on every candidate without
+        gradient, in the current (training) mode, so dropout is as in the training pass. The
+        loss per candidate is the box predictor's: cross-entropy plus, for foreground, the
+        smooth-L1 (beta ``smooth_l1_beta``; 0 = L1) of its class's box deltas, summed over the
+        4 coordinates (``BBOX_REG_LOSS_TYPE: "smooth_l1"`` only). detectron2's
+        ``roi_head/num_fg_samples`` / ``num_bg_samples`` count the candidates;
+        ``roi_head/ohem_num_fg_samples`` / ``ohem_num_bg_samples`` the mined examples.
+        """
+        predictor = self.box_predictor
+        if getattr(predictor, "box_reg_loss_type", "smooth_l1") != "smooth_l1":
+            raise ConfigError(
+                "OHEMSampler supports MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE 'smooth_l1' only, "
+                "got {!r}".format(predictor.box_reg_loss_type)
+            )
+        feats = [features[f] for f in self.box_in_features]
+        pooled = self.box_pooler(feats, [p.proposal_boxes for p in proposals])
+        scores, deltas = predictor(self.box_head(pooled))[:2]
+        losses = self._candidate_losses(proposals, scores, deltas)
+        mined, num_fg = [], 0
+        for p, loss in zip(proposals, losses.split([len(p) for p in proposals])):
+            keep = self.sampler.select(loss, p.proposal_boxes.tensor)
+            mined.append(p[keep])
+            num_fg += int((mined[-1].gt_classes != self.num_classes).sum())
+        storage = get_event_storage()
+        storage.put_scalar("roi_head/ohem_num_fg_samples", num_fg / len(proposals))
+        storage.put_scalar(
+            "roi_head/ohem_num_bg_samples", (sum(len(p) for p in mined) - num_fg) / len(proposals)
+        )
+        return mined
+
+    def _candidate_losses(self, proposals, scores, deltas) -> torch.Tensor:
+        """(R,) classification + box loss of each candidate, as the box predictor's losses."""
+        predictor = self.box_predictor
+        gt_classes = torch.cat([p.gt_classes for p in proposals])
+        weight = predictor.loss_weight
+        loss = F.cross_entropy(scores, gt_classes, reduction="none") * weight.get("loss_cls", 1.0)
+        fg = torch.nonzero((gt_classes >= 0) & (gt_classes < self.num_classes)).flatten()
+        if len(fg):
+            boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])[fg]
+            gt_boxes = torch.cat([p.gt_boxes.tensor for p in proposals])[fg]
+            box_dim = boxes.shape[1]
+            target = predictor.box2box_transform.get_deltas(boxes, gt_boxes)
+            per_class = deltas[fg].view(len(fg), -1, box_dim)
+            cls = gt_classes[fg] if per_class.shape[1] > 1 else torch.zeros_like(fg)
+            pred = per_class[torch.arange(len(fg), device=fg.device), cls]
+            box = smooth_l1_loss(pred, target, predictor.smooth_l1_beta, reduction="none").sum(1)
+            loss = loss.index_add(0, fg, box * weight.get("loss_box_reg", 1.0))
+        return loss

@@ -21,7 +21,7 @@ from detectron2.utils.registry import Registry
 
 from ..cli import ConfigError
 
-__all__ = ["FRCNN_SAMPLER_REGISTRY", "BalancedRandomSampler", "build_sampler"]
+__all__ = ["FRCNN_SAMPLER_REGISTRY", "BalancedRandomSampler", "OHEMSampler", "build_sampler"]
 
 FRCNN_SAMPLER_REGISTRY = Registry("FRCNN_SAMPLER")
 FRCNN_SAMPLER_REGISTRY.__doc__ = """
@@ -129,6 +129,76 @@ class BalancedRandomSampler:
             self.bg_label,
             self.seed,
         )
+
+
+@FRCNN_SAMPLER_REGISTRY.register()
+class OHEMSampler:
+    """Online hard example mining (Shrivastava et al., 2016) for the ROI heads.
+
+    In two steps: called with the labels (as every sampler), it returns **all** labelled
+    proposals as candidates (foreground and background; -1 stays out). The ROI heads
+    (:class:`~frcnn_plugin.modeling.roi_heads.FRCNNROIHeads`, which checks ``needs_losses``)
+    then run the box head on every candidate without gradient, compute each one's loss
+    (classification + box regression) and call :meth:`select`: the ``batch_size_per_image``
+    candidates of highest loss, after an NMS among them by loss (the paper: IoU 0.7) so that
+    near-duplicates do not fill the batch. ``positive_fraction`` is not used: the hardest
+    examples are taken whatever their label, as in the paper.
+    """
+
+    needs_losses = True
+
+    def __init__(self, *, batch_size_per_image: int, positive_fraction: float = 0.25,
+                 bg_label: int = 0, seed: Optional[int] = None, config_prefix: str = "",
+                 nms_thresh: float = 0.7):
+        """
+        Args:
+            batch_size_per_image (int): the hardest examples kept per image, > 0.
+            positive_fraction, seed: accepted for the registry's common signature; unused.
+            bg_label (int): the background label.
+            nms_thresh (float): IoU above which a candidate is suppressed by a harder one, in
+                (0, 1]; 1 turns the NMS off.
+        """
+        if not int(batch_size_per_image) > 0:
+            raise ConfigError("{}={!r} is invalid; allowed: an integer > 0".format(
+                _key(config_prefix, "batch_size_per_image"), batch_size_per_image))
+        if not 0.0 < float(nms_thresh) <= 1.0:
+            raise ConfigError(
+                "MODEL.ROI_HEADS.OHEM_NMS_THRESH={!r} is invalid; allowed: a number in (0, 1] "
+                "(1: no NMS; the paper: 0.7)".format(nms_thresh))
+        self.batch_size_per_image = int(batch_size_per_image)
+        self.bg_label = int(bg_label)
+        self.nms_thresh = float(nms_thresh)
+
+    def __call__(self, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """All candidates: (foreground indices, background indices); ignored ones left out."""
+        pos = torch.nonzero((labels != -1) & (labels != self.bg_label)).flatten()
+        neg = torch.nonzero(labels == self.bg_label).flatten()
+        return pos, neg
+
+    def select(self, losses: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """The hardest candidates of one image.
+
+        Args:
+            losses (Tensor): (R,) each candidate's loss.
+            boxes (Tensor): (R, 4) their boxes, XYXY.
+
+        Returns:
+            Tensor: int64 indices of at most ``batch_size_per_image`` candidates, by decreasing
+            loss (ties: the lower index first), none overlapping a harder kept one by more than
+            ``nms_thresh``.
+        """
+        from torchvision.ops import nms
+
+        order = torch.sort(losses, descending=True, stable=True).indices
+        if self.nms_thresh < 1.0 and len(order):
+            # ranks as scores: no ties, so the NMS keeps the stable order above
+            ranks = torch.arange(len(order), 0, -1, dtype=torch.float32, device=losses.device)
+            order = order[nms(boxes[order].float(), ranks, self.nms_thresh)]
+        return order[: self.batch_size_per_image]
+
+    def __repr__(self):
+        return "OHEMSampler(batch_size_per_image={}, bg_label={}, nms_thresh={})".format(
+            self.batch_size_per_image, self.bg_label, self.nms_thresh)
 
 
 def build_sampler(spec: Optional[Mapping] = None, **kwargs):
