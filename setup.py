@@ -39,6 +39,12 @@ setup(
         "iopath>=0.1.7",
         "pycocotools>=2.0.2",
         "tensorboard",  # detectron2's DefaultTrainer writes TensorBoard event files
+        # tools/predict.py: detectron2's Visualizer imports cv2, and OpenCV's VideoCapture /
+        # VideoWriter read and write the videos (one library for both, as detectron2's own
+        # demo); headless: no GUI libraries needed. pip picks a build that fits the numpy in
+        # use (4.11 with the v0.6 fallback's numpy<1.24).
+        "opencv-python-headless>=4.5",
+        "tqdm>=4.29",  # tools/predict.py's progress bar (tqdm.write for warnings under it)
     ],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
 )

@@ -47,12 +47,14 @@ def explain_merge_error(cfg, error, source):
 
 def load_frcnn_config(config_file, opts=()):
     """``get_cfg()`` + :func:`add_frcnn_config` + ``config_file`` + ``KEY VALUE`` ``opts``
-    (unfrozen).
+    (unfrozen), then the data sets of ``DATASETS.REGISTER`` registered
+    (:func:`frcnn_plugin.data.own.register_config_datasets`).
 
     Raises:
         MissingFileError: ``config_file`` (a local path) does not exist.
         ConfigError: a bad key or value (a ``ValueError``), with :func:`explain_merge_error`'s
-            message: where it came from and the closest valid keys.
+            message: where it came from and the closest valid keys; a bad ``DATASETS.REGISTER``
+            entry.
     """
     from detectron2.config import get_cfg
 
@@ -72,6 +74,9 @@ def load_frcnn_config(config_file, opts=()):
             merge(what)
         except (KeyError, AssertionError, ValueError, TypeError) as e:
             raise ConfigError(explain_merge_error(cfg, e, source)) from None
+    from .data.own import register_config_datasets  # here: frcnn_plugin.data imports this module
+
+    register_config_datasets(cfg)
     return cfg
 
 
@@ -208,6 +213,16 @@ def add_frcnn_config(cfg):
     # Unreadable training images (missing, corrupt, wrong size) are skipped, logged and counted
     # (data/skipped_samples); this many in a row stop training with an error.
     _C.DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES = 10
+
+    # ---------------------------------------------------------------------------------------
+    # Your own data sets (see the README (Train on your own data)), registered by
+    # load_frcnn_config with detectron2's register_coco_instances / register_pascal_voc
+    # (frcnn_plugin.data.own); DATASETS.TRAIN / TEST can then name them.
+    # ---------------------------------------------------------------------------------------
+    # A list of entries: {NAME, FORMAT: "coco", JSON_FILE, IMAGE_ROOT} or {NAME, FORMAT: "voc",
+    # ROOT (with Annotations/, ImageSets/Main/, JPEGImages/), SPLIT, CLASS_NAMES, YEAR (2007:
+    # 11-point AP, default; 2012)}. [] = none.
+    _C.DATASETS.REGISTER = []
 
     # ---------------------------------------------------------------------------------------
     # Inspection (issue 5): pictures of predictions against GT during training, written to

@@ -37,7 +37,7 @@ from detectron2.data.build import (
 from detectron2.data.detection_utils import check_metadata_consistency
 from detectron2.structures import BoxMode
 
-from ..cli import ConfigError, DataError, MissingFileError, UnknownDatasetError
+from ..cli import ConfigError, DataError, MissingFileError, UnknownDatasetError, UserError
 from ..files import is_local
 from .shapes import prepare_dataset
 
@@ -90,6 +90,8 @@ def load_dataset_dicts(name):
     json_file = meta.get("json_file", None)
     try:
         dicts = DatasetCatalog.get(name)
+    except UserError:  # a checked loader (e.g. frcnn_plugin.data.own) explained it already
+        raise
     except Exception as e:
         if is_local(json_file) and not os.path.isfile(json_file):
             raise MissingFileError(

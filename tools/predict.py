@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Run a trained detector on images, folders, glob patterns and videos.
+
+Examples::
+
+    python tools/predict.py --config-file configs/vgg16_frcnn_shapes_demo.yaml \
+        --weights output/shapes_demo/model_final.pth --input photos/ --output predictions/
+    python tools/predict.py --config-file my_config.yaml --input "shots/**/*.jpg" clip.mp4 \
+        --output out/ --score-thresh 0.7 --batch-size 4 --device cuda
+
+Writes to ``--output``: each image with its detections drawn (same file name), each video as an
+annotated ``.mp4``, ``predictions.json`` (COCO results: image_id, category_id, bbox XYWH, score)
+and ``predictions.jsonl`` (one line per image or frame: file, width, height, detections with
+class names). Existing files are refused (before any work) unless ``--overwrite``. Images that
+cannot be read are reported and skipped. Class names come from the metadata of
+``DATASETS.TEST[0]`` (else ``DATASETS.TRAIN[0]``). Trailing ``KEY VALUE`` pairs override the
+config. A user's mistake ends with one ``error: ...`` paragraph and exit status 2; ``--debug``
+(or ``FRCNN_DEBUG=1``) shows the traceback.
+"""
+import argparse
+import logging
+
+import torch
+
+import frcnn_plugin  # noqa: F401  (registers the components and data sets)
+from frcnn_plugin.cli import CheckpointError, ConfigError, add_debug_flag, run_cli
+from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
+from frcnn_plugin.predict import plan_outputs, run_predictions
+
+logger = logging.getLogger("frcnn_plugin.predict")
+
+
+def _score(text):
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("{} is not in [0, 1]".format(text))
+    return value
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("{} is not an integer >= 1".format(text))
+    return value
+
+
+def argument_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", "--config", required=True, metavar="FILE")
+    parser.add_argument(
+        "--weights", default=None, metavar="FILE",
+        help="checkpoint (default: the config's MODEL.WEIGHTS); --weights '' runs an untrained "
+             "model")
+    parser.add_argument(
+        "--input", nargs="+", required=True, metavar="PATH",
+        help="images, folders (their images and videos), glob patterns (quote them) or videos")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--score-thresh", type=_score, default=0.5, metavar="S",
+        help="draw and write detections with a score >= S (default 0.5); the model's "
+             "MODEL.ROI_HEADS.SCORE_THRESH_TEST is lowered to S if higher")
+    parser.add_argument("--batch-size", type=_positive, default=1, metavar="N",
+                        help="images or video frames per forward pass (default 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that exist already")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="default: the config's MODEL.DEVICE (cpu without CUDA)")
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="always show the progress bar (default: on a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    add_debug_flag(parser)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                        help="KEY VALUE config overrides")
+    return parser
+
+
+def load_config(args):
+    """The checked, frozen config, with ``--device`` and ``--score-thresh`` applied."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but CUDA is not available here; allowed: --device cpu")
+    opts = list(args.opts) + (["MODEL.DEVICE", args.device] if args.device else [])
+    cfg = setup_cfg(args.config_file, opts)
+    if cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST > args.score_thresh:
+        cfg.defrost()
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.score_thresh
+        cfg.freeze()
+    return cfg
+
+
+def weights_of(cfg, args):
+    """``--weights``, else ``MODEL.WEIGHTS``; neither set is an error (``--weights ''`` asks
+    for an untrained model)."""
+    if args.weights is not None:
+        return args.weights
+    if not cfg.MODEL.WEIGHTS:
+        raise CheckpointError(
+            "No weights: MODEL.WEIGHTS is empty in {}; allowed: --weights FILE (a trained "
+            "checkpoint, e.g. OUTPUT_DIR/model_final.pth), or --weights '' for an untrained "
+            "model".format(args.config_file))
+    return cfg.MODEL.WEIGHTS
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_config(args)
+    plan = plan_outputs(args.input, args.output, overwrite=args.overwrite)  # before any work
+    weights = weights_of(cfg, args)
+    model, untrained = build_inspection_model(cfg, weights)
+    if untrained:
+        logger.warning("The weights do not set %s: these predictions are not those of a "
+                       "trained detector", ", ".join(untrained))
+    summary = run_predictions(cfg, model, plan, score_thresh=args.score_thresh,
+                              batch_size=args.batch_size, progress=args.progress)
+    print(summary.text(plan, args.score_thresh), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    run_cli(main)
