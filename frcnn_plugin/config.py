@@ -25,6 +25,19 @@ def _all_keys(node, prefix=""):
             yield prefix + k
 
 
+def _close_keys(key, keys, n=3):
+    """Valid keys close to ``key``: close as a whole (difflib, cutoff 0.75) and, unless the last
+    part is the same (a key under the wrong node), close in the last part too, so that a long
+    shared prefix alone (``MODEL.VGG.``) does not make every sibling a suggestion."""
+    leaf = key.rsplit(".", 1)[-1]
+    close = []
+    for cand in difflib.get_close_matches(key, keys, n=2 * n, cutoff=0.75):
+        cand_leaf = cand.rsplit(".", 1)[-1]
+        if cand_leaf == leaf or difflib.SequenceMatcher(None, leaf, cand_leaf).ratio() >= 0.6:
+            close.append(cand)
+    return close[:n]
+
+
 def explain_merge_error(cfg, error, source):
     """A one-paragraph message for a failed ``merge_from_file``/``merge_from_list``: the bad key
     or value, where it came from, and the closest valid keys."""
@@ -32,7 +45,7 @@ def explain_merge_error(cfg, error, source):
     text = "Invalid config from {}: {}".format(source, msg)
     m = re.search(r"Non-existent (?:config )?key: (\S+)", msg)
     if m:
-        close = difflib.get_close_matches(m.group(1), list(_all_keys(cfg)), n=3, cutoff=0.75)
+        close = _close_keys(m.group(1), list(_all_keys(cfg)))
         text += (
             ". Did you mean: {}?".format(", ".join(close))
             if close
