@@ -11,7 +11,12 @@ helpers that the configs under ``configs/lazy/`` use.
 * :func:`multistep_lr_multiplier`: the LR schedule of a YAML config (``SOLVER.STEPS``,
   ``WARMUP_*``) as detectron2's ``WarmupParamScheduler``, step for step what
   ``build_lr_scheduler`` makes of it;
-* :func:`is_lazy_config`: a ``.py`` file (Python config) or not (YAML).
+* :func:`is_lazy_config`: a ``.py`` file (Python config) or not (YAML);
+* :func:`model_zoo_config`: detectron2's ``model_zoo.get_config``, also where
+  ``detectron2.model_zoo`` cannot be imported: upstream detectron2 imports ``pkg_resources``
+  there, which setuptools 81 and later no longer ship; the config files themselves are in the
+  installed package (both builds ship ``common/models``, ``common/data/coco.py``,
+  ``common/optim.py``, ``common/train.py``, ``common/coco_schedule.py``).
 """
 import difflib
 import os
@@ -23,8 +28,39 @@ __all__ = [
     "is_lazy_config",
     "lazy_config_errors",
     "load_lazy_config",
+    "model_zoo_config",
     "multistep_lr_multiplier",
 ]
+
+
+def model_zoo_config(config_path):
+    """``detectron2.model_zoo.get_config(config_path)`` for a Python config of the model zoo
+    (e.g. ``"common/data/coco.py"``): a fresh copy each call.
+
+    Where ``detectron2.model_zoo`` fails to import (``pkg_resources`` missing), the file is
+    loaded from the installed package's ``model_zoo/configs`` folder with ``LazyConfig.load``,
+    which is what ``get_config`` does.
+
+    Raises:
+        ConfigError: the installed detectron2 does not ship that file.
+    """
+    try:
+        from detectron2.model_zoo import get_config
+    except ImportError:
+        get_config = None
+    if get_config is not None:
+        try:
+            return get_config(config_path)
+        except RuntimeError as e:  # "<path> not available in Model Zoo!"
+            raise ConfigError("{} (the installed detectron2 does not ship it)".format(e)) from e
+    import detectron2
+    from detectron2.config import LazyConfig
+
+    path = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs", config_path)
+    if not os.path.isfile(path):
+        raise ConfigError("{} not available in the installed detectron2's model zoo ({} is "
+                          "missing)".format(config_path, path))
+    return LazyConfig.load(path)
 
 
 def is_lazy_config(path) -> bool:

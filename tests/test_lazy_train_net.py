@@ -104,7 +104,7 @@ def test_lazy_tool_user_errors(lazy_tool, tmp_path, capsys):
             ["--config-file", DEMO_PY, "train.output_dir=" + str(tmp_path),
              "train.nonfinite_loss=ignore"] + TINY_LAZY))
     partial = tmp_path / "partial.py"
-    partial.write_text("from detectron2 import model_zoo\n"
-                       "train = model_zoo.get_config('common/train.py').train\n")
+    partial.write_text("from frcnn_plugin.lazy import model_zoo_config\n"
+                       "train = model_zoo_config('common/train.py').train\n")
     with pytest.raises(ConfigError, match="lacks model, dataloader, optimizer, lr_multiplier"):
         lazy_tool.load_config(parser.parse_args(["--config-file", str(partial)]))

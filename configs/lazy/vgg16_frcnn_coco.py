@@ -7,10 +7,9 @@ config: the twin of configs/vgg16_frcnn.yaml. Schedule for 8 GPUs, 1 image each 
 Initialize from torchvision's ImageNet VGG16: python tools/convert_vgg_weights.py (README).
 """
 import detectron2.data.transforms as T
-from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 
-from frcnn_plugin.lazy import checked_dataloader, multistep_lr_multiplier
+from frcnn_plugin.lazy import checked_dataloader, model_zoo_config, multistep_lr_multiplier
 
 from .common.models.vgg16_frcnn import model
 
@@ -18,7 +17,7 @@ MAX_ITER = 320000
 
 model.roi_heads.num_classes = 80
 
-dataloader = checked_dataloader(model_zoo.get_config("common/data/coco.py").dataloader)
+dataloader = checked_dataloader(model_zoo_config("common/data/coco.py").dataloader)
 dataloader.train.dataset.names = "coco_2017_train"
 dataloader.train.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=[600], max_size=1000, sample_style="choice"),
@@ -31,13 +30,13 @@ dataloader.test.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=600, max_size=1000, sample_style="choice"),
 ]
 
-optimizer = model_zoo.get_config("common/optim.py").SGD
+optimizer = model_zoo_config("common/optim.py").SGD
 optimizer.lr = 0.003
 optimizer.momentum = 0.9
 optimizer.weight_decay = 0.0005
 lr_multiplier = multistep_lr_multiplier(MAX_ITER, steps=[240000], warmup_iters=1000)
 
-train = model_zoo.get_config("common/train.py").train
+train = model_zoo_config("common/train.py").train
 train.output_dir = "output/vgg16_frcnn_coco_lazy"
 train.init_checkpoint = "weights/vgg16_imagenet_d2.pth"
 train.max_iter = MAX_ITER

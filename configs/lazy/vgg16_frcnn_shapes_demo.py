@@ -5,10 +5,9 @@ model, data, schedule and seed (the same run through tools/lazy_train_net.py)::
     python tools/lazy_train_net.py --config-file configs/lazy/vgg16_frcnn_shapes_demo.py
 """
 import detectron2.data.transforms as T
-from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 
-from frcnn_plugin.lazy import checked_dataloader, multistep_lr_multiplier
+from frcnn_plugin.lazy import checked_dataloader, model_zoo_config, multistep_lr_multiplier
 
 from .common.models.vgg16_frcnn import model
 
@@ -27,7 +26,7 @@ model.roi_heads.box_head.fc_dim = 512
 model.roi_heads.box_head.dropout = 0.0
 
 # --- data: the generated shapes (registered by importing frcnn_plugin), 128 px, RGB
-dataloader = checked_dataloader(model_zoo.get_config("common/data/coco.py").dataloader)
+dataloader = checked_dataloader(model_zoo_config("common/data/coco.py").dataloader)
 dataloader.train.dataset.names = "frcnn_shapes_train"
 dataloader.train.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=[128], max_size=128, sample_style="choice"),
@@ -44,13 +43,13 @@ dataloader.test.mapper.augmentations = [
 dataloader.test.num_workers = 0
 
 # --- solver: SGD lr 0.02, momentum 0.9, weight decay 5e-4; 50 warm-up iterations, x0.1 at 200
-optimizer = model_zoo.get_config("common/optim.py").SGD
+optimizer = model_zoo_config("common/optim.py").SGD
 optimizer.lr = 0.02
 optimizer.momentum = 0.9
 optimizer.weight_decay = 0.0005
 lr_multiplier = multistep_lr_multiplier(MAX_ITER, steps=[200], warmup_iters=50)
 
-train = model_zoo.get_config("common/train.py").train
+train = model_zoo_config("common/train.py").train
 train.output_dir = "output/shapes_demo_lazy"
 train.init_checkpoint = ""
 train.max_iter = MAX_ITER
