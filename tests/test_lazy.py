@@ -255,3 +255,22 @@ def test_demo_twin_has_the_same_schedule_data_and_seed():
     assert augs(ymap) == augs(lmap)
     assert ymap.image_format == lmap.image_format
     assert ymap.use_instance_mask == lmap.use_instance_mask
+
+
+@pytest.mark.usefixtures("tiny_shapes")
+def test_inspect_pipeline_reads_a_python_config(one_thread, capsys):
+    """The same table from the YAML demo and its Python twin (same seed, untrained)."""
+    from frcnn_plugin.inspection.pipeline import trace_to_dict
+
+    from .conftest import load_tool
+
+    tool = load_tool("inspect_pipeline")
+    common = ["--dataset", "frcnn_test_val", "--weights", ""]
+    a = tool.main(["--config-file", os.path.join(CONFIGS, "vgg16_frcnn_shapes_demo.yaml")]
+                  + common + TINY_MODEL)
+    b = tool.main(["--config-file", os.path.join(LAZY, "vgg16_frcnn_shapes_demo.py")] + common
+                  + [o for o in TINY_LAZY if ".sampler." not in o and "score_thresh" not in o]
+                  + ["dataloader.test.mapper.augmentations.0.short_edge_length=64",
+                     "dataloader.test.mapper.augmentations.0.max_size=64"])
+    assert trace_to_dict(a)["stages"] == trace_to_dict(b)["stages"]
+    assert "detections" in capsys.readouterr().out

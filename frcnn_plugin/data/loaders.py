@@ -23,6 +23,7 @@ from .checks import checked_test_dataset_dicts, checked_train_dataset_dicts
 from .mappers import NameBadImages, SkipBadSamples
 
 __all__ = [
+    "detectron2_train_sampler",
     "build_frcnn_test_loader",
     "build_frcnn_train_loader",
     "checked_train_dataset_dicts",
@@ -42,6 +43,23 @@ def wrap_train_mapper(mapper, dataset, max_consecutive_bad_samples=10, seed=0):
     return dataset, mapper
 
 
+def _identity(x):
+    return x
+
+
+def detectron2_train_sampler(dataset, seed=-1):
+    """The training sampler that detectron2's YAML loader (``build_detection_train_loader(cfg)``)
+    makes for ``dataset`` with ``SEED`` = ``seed``: a ``TrainingSampler`` seeded with ``seed``
+    in upstream main, with a seed shared by all processes in v0.6. Python configs get the same
+    sampler, so that a config's Python twin draws the images in the same order."""
+    from detectron2.config import get_cfg
+    from detectron2.data.build import _train_loader_from_config
+
+    cfg = get_cfg()
+    cfg.SEED = int(seed)
+    return _train_loader_from_config(cfg, mapper=_identity, dataset=dataset)["sampler"]
+
+
 def build_frcnn_train_loader(
     dataset,
     *,
@@ -56,8 +74,12 @@ def build_frcnn_train_loader(
     """detectron2's ``build_detection_train_loader`` (same arguments) over ``dataset`` (a list
     of dataset dicts, e.g. from :func:`checked_train_dataset_dicts`) with unreadable images
     skipped: ``max_consecutive_bad_samples`` in a row stop training
-    (``DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES``); ``seed`` picks the replacements."""
+    (``DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES``). ``seed`` is the config's seed (``SEED``): it
+    picks the replacements and, without a ``sampler``, seeds the sampler as detectron2's YAML
+    loader does (:func:`detectron2_train_sampler`)."""
     dataset, mapper = wrap_train_mapper(mapper, dataset, max_consecutive_bad_samples, seed)
+    if sampler is None:
+        sampler = detectron2_train_sampler(dataset, seed)
     return build_detection_train_loader(
         dataset=dataset,
         mapper=mapper,
