@@ -82,7 +82,7 @@ def raw_losses(cfg, steps=STEPS):
         for _ in range(steps):
             losses = model(batch)
             total = sum(losses.values())
-            totals.append(float(total) * float(getattr(model, "loss_normalizer", 1.0)))
+            totals.append(float(total.detach()) * float(getattr(model, "loss_normalizer", 1.0)))
             optimizer.zero_grad()
             total.backward()
             optimizer.step()
