@@ -108,3 +108,20 @@ def test_lazy_tool_user_errors(lazy_tool, tmp_path, capsys):
                        "train = model_zoo_config('common/train.py').train\n")
     with pytest.raises(ConfigError, match="lacks model, dataloader, optimizer, lr_multiplier"):
         lazy_tool.load_config(parser.parse_args(["--config-file", str(partial)]))
+
+
+@pytest.mark.usefixtures("tiny_shapes")
+def test_lazy_trainer_hooks(tmp_path):
+    """The plugin's hooks in the YAML trainer's places: the non-finite loss guard first, the
+    prediction pictures (train.vis_period) just before the writer."""
+    from detectron2.engine.hooks import PeriodicWriter
+
+    from frcnn_plugin.engine import NonFiniteLossGuard, PredictionVisHook
+    from frcnn_plugin.engine.lazy_trainer import LazyTrainer
+    from frcnn_plugin.lazy import load_lazy_config
+
+    cfg = load_lazy_config(DEMO_PY, SMALL_LAZY + [
+        "train.output_dir=" + str(tmp_path), "train.vis_period=2", "train.vis_num_images=1"])
+    kinds = [type(h) for h in LazyTrainer(cfg)._hooks]
+    assert kinds[0] is NonFiniteLossGuard
+    assert kinds.index(PredictionVisHook) == kinds.index(PeriodicWriter) - 1

@@ -61,3 +61,6 @@ train.seed = SEED
 train.nonfinite_loss = "error"       # SOLVER.NONFINITE_LOSS ("skip": skip such steps)
 train.nonfinite_loss_max_skips = 10
 train.sync_check_period = 0          # SOLVER.SYNC_CHECK_PERIOD
+train.vis_period = 0                 # TEST.VIS_PERIOD: pictures of predictions in TensorBoard
+train.vis_num_images = 4
+train.vis_score_thresh = 0.5

@@ -14,7 +14,9 @@ these optional keys of ``train`` (the YAML keys in brackets):
 
 * ``seed`` (``SEED``), ``nonfinite_loss`` "error" or "skip" (``SOLVER.NONFINITE_LOSS``),
   ``nonfinite_loss_max_skips`` (``SOLVER.NONFINITE_LOSS_MAX_SKIPS``), ``sync_check_period``
-  (``SOLVER.SYNC_CHECK_PERIOD``).
+  (``SOLVER.SYNC_CHECK_PERIOD``), ``vis_period``, ``vis_num_images``, ``vis_score_thresh``
+  (``TEST.VIS_*``: pictures of predictions on the first images of ``dataloader.test``, in
+  TensorBoard).
 
 The objects are built in the order of detectron2's ``DefaultTrainer`` (model, optimizer,
 training loader, LR scheduler), so a Python config twin of a YAML config trains identically
@@ -35,6 +37,7 @@ from ..lazy import lazy_config_errors
 from .checkpoint import AtomicCheckpointer
 from .train_loop import NonFiniteLossGuard
 from .trainer import TrainerStateMixin, add_plugin_hooks, create_plugin_ddp_model
+from .vis_hook import PredictionVisHook, insert_vis_hook
 
 __all__ = ["LazyTrainer", "build_lazy_model", "lazy_test"]
 
@@ -142,9 +145,19 @@ class LazyTrainer(TrainerStateMixin, TrainerBase):
                 period=train.get("log_period", 20),
             ) if comm.is_main_process() else None,
         ]
-        ret = [h for h in ret if h is not None]
-        return add_plugin_hooks(self, ret, self.nonfinite_guard,
-                                train.get("sync_check_period", 0))
+        ret = add_plugin_hooks(self, [h for h in ret if h is not None], self.nonfinite_guard,
+                               train.get("sync_check_period", 0))
+        if train.get("vis_period", 0) > 0:
+            from ..inspection.cli import LazyInspectionConfig
+
+            insert_vis_hook(ret, PredictionVisHook(
+                period=train.vis_period,
+                dataset_name=self.cfg.dataloader.test.dataset.names,
+                input_cfg=LazyInspectionConfig(self.cfg),
+                num_images=train.get("vis_num_images", 4),
+                score_thresh=train.get("vis_score_thresh", 0.5),
+            ))
+        return ret
 
     def resume_or_load(self, resume=True):
         """Resume from ``train.output_dir/last_checkpoint`` (``resume``) or load
