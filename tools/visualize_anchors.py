@@ -38,7 +38,7 @@ def argument_parser():
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    cfg = setup_cfg(args.config_file, args.opts)
+    cfg = setup_cfg(args.config_file, args.opts, allow_lazy=True)
     inp = load_input(cfg, args)
     model, untrained = build_inspection_model(cfg, args.weights)
     trace = trace_pipeline(model, inp)

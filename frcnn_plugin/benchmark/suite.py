@@ -62,8 +62,17 @@ class BenchmarkOptions:
 
 def setup_config(config_file: str, overrides: Sequence[str], device: str):
     """get_cfg + add_frcnn_config + the file + KEY VALUE overrides, on ``device``; unfrozen."""
+    from frcnn_plugin.cli import ConfigError
     from frcnn_plugin.config import load_frcnn_config
+    from frcnn_plugin.lazy import is_lazy_config
 
+    if is_lazy_config(config_file):
+        raise ConfigError(
+            "{}: a Python config; the benchmark builds its peers (torchvision, detectron2's "
+            "heads) from the YAML keys, so it reads YAML configs only. Allowed: the YAML twin "
+            "(the README's LazyConfig section lists them, e.g. "
+            "configs/vgg16_frcnn_shapes_demo.yaml for configs/lazy/vgg16_frcnn_shapes_demo.py)"
+            .format(config_file))
     cfg = load_frcnn_config(config_file, overrides)
     cfg.MODEL.DEVICE = device
     return cfg

@@ -46,6 +46,8 @@ __all__ = [
     "BoxReport",
     "load_dataset_dicts",
     "check_boxes",
+    "checked_test_dataset_dicts",
+    "checked_train_dataset_dicts",
     "load_train_dataset_dicts",
     "load_test_dataset_dicts",
 ]
@@ -249,7 +251,28 @@ def check_boxes(dicts, mode="drop", dataset_names=()):
 
 
 def load_train_dataset_dicts(cfg, names=None):
-    """The training images of ``names`` (default ``cfg.DATASETS.TRAIN``), checked.
+    """The training images of ``names`` (default ``cfg.DATASETS.TRAIN``), checked:
+    :func:`checked_train_dataset_dicts` with the config's settings."""
+    return checked_train_dataset_dicts(
+        list(cfg.DATASETS.TRAIN if names is None else names),
+        invalid_boxes=cfg.DATALOADER.INVALID_BOXES,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        min_keypoints=(
+            cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0
+        ),
+        proposal_files=(
+            list(cfg.DATASETS.PROPOSAL_FILES_TRAIN) if cfg.MODEL.LOAD_PROPOSALS else None
+        ),
+    )
+
+
+def checked_train_dataset_dicts(
+    names, *, invalid_boxes="drop", filter_empty=True, min_keypoints=0, proposal_files=None
+):
+    """The training images of ``names`` (one registered data set or several), checked; the
+    plain-argument form of :func:`load_train_dataset_dicts`, for Python configs
+    (``L(checked_train_dataset_dicts)(names=...)``, in place of detectron2's
+    ``get_detection_dataset_dicts``).
 
     The steps of detectron2's ``get_detection_dataset_dicts`` with detectron2's own functions
     (proposals, crowd-only filter, keypoint filter, class consistency and histogram), plus the
@@ -258,16 +281,24 @@ def load_train_dataset_dicts(cfg, names=None):
     images before any box is checked, so an image whose boxes are all invalid would stay (see
     ``tests/test_bad_data.py``); here invalid boxes are dropped first, then empty images go.
 
+    Args:
+        names (str or list[str]): registered data sets (``DATASETS.TRAIN``).
+        invalid_boxes (str): "drop" or "error" (``DATALOADER.INVALID_BOXES``).
+        filter_empty (bool): drop images without usable annotations
+            (``DATALOADER.FILTER_EMPTY_ANNOTATIONS``).
+        min_keypoints (int): drop images with fewer visible keypoints; 0: off.
+        proposal_files (list[str] or None): precomputed proposals, one file per data set.
+
     Raises:
         UserError: see :func:`load_dataset_dicts` and :func:`check_boxes`; also when no usable
             image is left.
     """
-    names = list(cfg.DATASETS.TRAIN if names is None else names)
+    names = [names] if isinstance(names, str) else list(names)
     if not names:
         raise ConfigError("DATASETS.TRAIN is empty; allowed: one or more registered data sets")
     per_dataset = [load_dataset_dicts(name) for name in names]
-    if cfg.MODEL.LOAD_PROPOSALS:
-        files = list(cfg.DATASETS.PROPOSAL_FILES_TRAIN)
+    if proposal_files is not None:
+        files = list(proposal_files)
         if len(files) != len(names):
             raise ConfigError(
                 "DATASETS.PROPOSAL_FILES_TRAIN has {} files for {} data sets in DATASETS.TRAIN; "
@@ -277,13 +308,11 @@ def load_train_dataset_dicts(cfg, names=None):
     dicts = list(itertools.chain.from_iterable(per_dataset))
     has_instances = "annotations" in dicts[0]
     if has_instances:
-        check_boxes(dicts, cfg.DATALOADER.INVALID_BOXES, names)
-        if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        check_boxes(dicts, invalid_boxes, names)
+        if filter_empty:
             dicts = filter_images_with_only_crowd_annotations(dicts)
-        if cfg.MODEL.KEYPOINT_ON and cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE > 0:
-            dicts = filter_images_with_few_keypoints(
-                dicts, cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
-            )
+        if min_keypoints > 0:
+            dicts = filter_images_with_few_keypoints(dicts, min_keypoints)
     if not dicts:
         raise DataError(
             "No usable training images in DATASETS.TRAIN={}: every image lacks usable "
@@ -299,8 +328,19 @@ def load_train_dataset_dicts(cfg, names=None):
 
 
 def load_test_dataset_dicts(cfg, dataset_name):
+    """The images of a test data set, checked: :func:`checked_test_dataset_dicts` with the
+    config's proposal file for it, if any."""
+    proposal_file = None
+    if cfg.MODEL.LOAD_PROPOSALS:
+        index = list(cfg.DATASETS.TEST).index(dataset_name)
+        proposal_file = cfg.DATASETS.PROPOSAL_FILES_TEST[index]
+    return checked_test_dataset_dicts(dataset_name, proposal_file=proposal_file)
+
+
+def checked_test_dataset_dicts(dataset_name, *, proposal_file=None):
     """The images of a test data set, with every image file checked to exist (so that a periodic
-    evaluation does not fail hours into training on a missing file)."""
+    evaluation does not fail hours into training on a missing file); the plain-argument form of
+    :func:`load_test_dataset_dicts`, for Python configs."""
     dicts = load_dataset_dicts(dataset_name)
     missing = [d["file_name"] for d in dicts if is_local(d.get("file_name"))
                and not os.path.isfile(d["file_name"])]
@@ -309,7 +349,6 @@ def load_test_dataset_dicts(cfg, dataset_name):
             "Data set {!r}: {} of {} image files not found, e.g. {}; evaluation needs every "
             "image".format(dataset_name, len(missing), len(dicts), ", ".join(missing[:3]))
         )
-    if cfg.MODEL.LOAD_PROPOSALS:
-        index = list(cfg.DATASETS.TEST).index(dataset_name)
-        dicts = load_proposals_into_dataset(dicts, cfg.DATASETS.PROPOSAL_FILES_TEST[index])
+    if proposal_file:
+        dicts = load_proposals_into_dataset(dicts, proposal_file)
     return dicts

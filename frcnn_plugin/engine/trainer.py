@@ -16,13 +16,7 @@ import weakref
 
 import torch
 
-from detectron2.data import (
-    DatasetFromList,
-    DatasetMapper,
-    MetadataCatalog,
-    build_detection_test_loader,
-    build_detection_train_loader,
-)
+from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.engine import (
     AMPTrainer,
     DefaultTrainer,
@@ -37,13 +31,21 @@ from detectron2.utils.logger import setup_logger
 from ..data import prepare_dataset
 from ..data.checks import load_test_dataset_dicts, load_train_dataset_dicts
 from ..data.dataset_mapper import FRCNNDatasetMapper
-from ..data.mappers import NameBadImages, SkipBadSamples
+from ..data.loaders import build_frcnn_test_loader, wrap_train_mapper
 from .checkpoint import AtomicCheckpointer
 from .hooks import ReplicaSyncCheck
 from .train_loop import NonFiniteLossGuard
 from .vis_hook import maybe_add_vis_hook
 
-__all__ = ["Trainer", "build_evaluator", "has_detectron2_cpp_ops"]
+__all__ = [
+    "Trainer",
+    "TrainerStateMixin",
+    "add_plugin_hooks",
+    "build_evaluator",
+    "create_plugin_ddp_model",
+    "evaluator_for_dataset",
+    "has_detectron2_cpp_ops",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +62,20 @@ def has_detectron2_cpp_ops() -> bool:
 
 
 def build_evaluator(cfg, dataset_name, output_folder=None):
+    """:func:`evaluator_for_dataset` writing to ``OUTPUT_DIR/inference/<data set>`` unless
+    ``output_folder`` is given."""
+    if output_folder is None:
+        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    return evaluator_for_dataset(dataset_name, output_folder)
+
+
+def evaluator_for_dataset(dataset_name, output_dir=None):
     """Build the evaluator that the data set's ``evaluator_type`` metadata names.
 
     ``"coco"`` -> :class:`COCOEvaluator` (boxes; its fast C++ path only when detectron2's C++
-    ops are present), ``"pascal_voc"`` -> :class:`PascalVOCDetectionEvaluator`.
+    ops are present), ``"pascal_voc"`` -> :class:`PascalVOCDetectionEvaluator`. Plain arguments,
+    so that Python configs use it as ``dataloader.evaluator``.
     """
-    if output_folder is None:
-        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     prepare_dataset(dataset_name)
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
     if evaluator_type == "coco":
@@ -74,7 +83,7 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
             dataset_name,
             tasks=("bbox",),
             distributed=True,
-            output_dir=output_folder,
+            output_dir=output_dir,
             use_fast_impl=has_detectron2_cpp_ops(),
         )
     if evaluator_type == "pascal_voc":
@@ -86,7 +95,59 @@ def build_evaluator(cfg, dataset_name, output_folder=None):
     )
 
 
-class Trainer(DefaultTrainer):
+def create_plugin_ddp_model(model, device, **kwargs):
+    """detectron2's ``create_ddp_model``, also for CPU models: DistributedDataParallel without
+    ``device_ids`` (detectron2 sets ``device_ids=[local rank]``, which DDP refuses for a CPU
+    model). One process: the model as it is."""
+    if comm.get_world_size() > 1 and torch.device(device).type == "cpu":
+        kwargs = dict(kwargs, device_ids=None)
+    return create_ddp_model(model, **kwargs)
+
+
+def add_plugin_hooks(trainer, hooks, nonfinite_guard, sync_check_period=0):
+    """Insert the plugin's hooks into a trainer's hook list (in place): the non-finite loss
+    guard first (before the writers) and, in multi-process training with a period > 0, the
+    replica check after the timer, LR scheduler and checkpointer/scheduler hooks."""
+    hooks.insert(0, nonfinite_guard)
+    if sync_check_period > 0 and comm.get_world_size() > 1:
+        hooks.insert(3, ReplicaSyncCheck(sync_check_period))
+    return hooks
+
+
+class TrainerStateMixin:
+    """Checkpointed trainer state with the optimizer's, for a ``TrainerBase`` holding a
+    ``SimpleTrainer``/``AMPTrainer`` as ``self._trainer``, and a ``resume_or_load`` that logs
+    what was resumed; shared by the YAML and the LazyConfig trainers."""
+
+    def _log_resumed(self, resume):
+        if resume and self.checkpointer.has_checkpoint():
+            logger.info(
+                "Resumed from %s: iteration %d done, continuing at %d; optimizer state for %d "
+                "parameter tensors; LR scheduler at step %d",
+                self.checkpointer.get_checkpoint_file(), self.iter, self.start_iter,
+                len(self.optimizer.state), getattr(self.scheduler, "last_epoch", -1),
+            )
+
+    def state_dict(self):
+        """Iteration, hook states (LR scheduler) and, under ``_trainer``, the optimizer state.
+        detectron2 v0.6's DefaultTrainer leaves the optimizer out of its checkpoints; upstream
+        main adds it under the same key, so checkpoints of both fit."""
+        ret = TrainerBase.state_dict(self)
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        TrainerBase.load_state_dict(self, state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning(
+                "The checkpoint has no optimizer state (written by detectron2 v0.6's "
+                "DefaultTrainer); the optimizer starts afresh (momentum buffers lost)."
+            )
+
+
+class Trainer(TrainerStateMixin, DefaultTrainer):
     """``DefaultTrainer`` that builds the evaluator from the data set's ``evaluator_type``, with
     the reliability features listed in the module docstring."""
 
@@ -114,7 +175,7 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model(model, broadcast_buffers=False, device_ids=None)
+        model = create_plugin_ddp_model(model, cfg.MODEL.DEVICE, broadcast_buffers=False)
         trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_class(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
@@ -131,49 +192,23 @@ class Trainer(DefaultTrainer):
         self.checkpointer = AtomicCheckpointer(
             self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
-        hooks = super().build_hooks()
-        hooks.insert(0, self.nonfinite_guard)
-        if self.cfg.SOLVER.SYNC_CHECK_PERIOD > 0 and comm.get_world_size() > 1:
-            hooks.insert(3, ReplicaSyncCheck(self.cfg.SOLVER.SYNC_CHECK_PERIOD))
+        hooks = add_plugin_hooks(
+            self, super().build_hooks(), self.nonfinite_guard, self.cfg.SOLVER.SYNC_CHECK_PERIOD
+        )
         maybe_add_vis_hook(self, hooks)
         return hooks
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
-        if resume and self.checkpointer.has_checkpoint():
-            logger.info(
-                "Resumed from %s: iteration %d done, continuing at %d; optimizer state for %d "
-                "parameter tensors; LR scheduler at step %d",
-                self.checkpointer.get_checkpoint_file(), self.iter, self.start_iter,
-                len(self.optimizer.state), getattr(self.scheduler, "last_epoch", -1),
-            )
-
-    def state_dict(self):
-        """Iteration, hook states (LR scheduler) and, under ``_trainer``, the optimizer state.
-        detectron2 v0.6's DefaultTrainer leaves the optimizer out of its checkpoints; upstream
-        main adds it under the same key, so checkpoints of both fit."""
-        ret = TrainerBase.state_dict(self)
-        ret["_trainer"] = self._trainer.state_dict()
-        return ret
-
-    def load_state_dict(self, state_dict):
-        TrainerBase.load_state_dict(self, state_dict)
-        if "_trainer" in state_dict:
-            self._trainer.load_state_dict(state_dict["_trainer"])
-        else:
-            logger.warning(
-                "The checkpoint has no optimizer state (written by detectron2 v0.6's "
-                "DefaultTrainer); the optimizer starts afresh (momentum buffers lost)."
-            )
+        self._log_resumed(resume)
 
     @classmethod
     def build_train_loader(cls, cfg):
         """detectron2's train loader over the checked data set, skipping unreadable images;
         :class:`FRCNNDatasetMapper` records each sample's crop/resize scale."""
-        dataset = DatasetFromList(load_train_dataset_dicts(cfg), copy=False)
-        mapper = SkipBadSamples(
-            FRCNNDatasetMapper(cfg, True), dataset,
-            max_consecutive=cfg.DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES, seed=max(cfg.SEED, 0),
+        dataset, mapper = wrap_train_mapper(
+            FRCNNDatasetMapper(cfg, True), load_train_dataset_dicts(cfg),
+            cfg.DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES, seed=max(cfg.SEED, 0),
         )
         return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset)
 
@@ -181,10 +216,11 @@ class Trainer(DefaultTrainer):
     def build_test_loader(cls, cfg, dataset_name):
         """detectron2's test loader; missing images fail before evaluation, unreadable ones
         with an error naming the file."""
-        return build_detection_test_loader(
-            dataset=load_test_dataset_dicts(cfg, dataset_name),
-            mapper=NameBadImages(DatasetMapper(cfg, False), dataset_name),
+        return build_frcnn_test_loader(
+            load_test_dataset_dicts(cfg, dataset_name),
+            mapper=DatasetMapper(cfg, False),
             num_workers=cfg.DATALOADER.NUM_WORKERS,
+            dataset_name=dataset_name,
         )
 
     @classmethod

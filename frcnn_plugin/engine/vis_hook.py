@@ -25,7 +25,7 @@ from ..inspection import draw
 from ..inspection.draw import Canvas, display_scale
 from ..inspection.inputs import load_dataset_input
 
-__all__ = ["PredictionVisHook", "maybe_add_vis_hook"]
+__all__ = ["PredictionVisHook", "insert_vis_hook", "maybe_add_vis_hook"]
 
 
 class PredictionVisHook(HookBase):
@@ -120,7 +120,12 @@ def maybe_add_vis_hook(trainer, hooks: list, cfg=None) -> list:
     cfg = cfg if cfg is not None else trainer.cfg
     if cfg.TEST.get("VIS_PERIOD", 0) <= 0:
         return hooks
-    hook = PredictionVisHook(cfg)
+    return insert_vis_hook(hooks, PredictionVisHook(cfg))
+
+
+def insert_vis_hook(hooks: list, hook) -> list:
+    """Insert ``hook`` just before the first ``PeriodicWriter`` of ``hooks`` (else at the end),
+    in place; returns ``hooks``."""
     index: Optional[int] = next(
         (i for i, h in enumerate(hooks) if isinstance(h, PeriodicWriter)), len(hooks))
     hooks.insert(index, hook)

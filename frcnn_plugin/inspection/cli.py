@@ -1,5 +1,11 @@
 """Shared command-line plumbing of the inspection tools (``tools/inspect_pipeline.py``,
-``tools/visualize_anchors.py``, ``tools/analyze_anchors.py``)."""
+``tools/visualize_anchors.py``, ``tools/analyze_anchors.py``).
+
+``tools/inspect_pipeline.py`` and ``tools/visualize_anchors.py`` also take a Python config
+(detectron2's LazyConfig, ``*.py``, with ``key=value`` overrides): :func:`setup_cfg` then returns a
+:class:`LazyInspectionConfig`, which offers the few values these tools read under their YAML
+names (the test-time resize and image format of ``dataloader.test``, ``train.init_checkpoint``,
+``train.device``, ``train.seed``) and builds the model with ``instantiate(cfg.model)``."""
 import argparse
 import logging
 from typing import List, Optional, Tuple
@@ -9,13 +15,14 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 
-from ..cli import UserError, add_debug_flag
+from ..cli import ConfigError, UserError, add_debug_flag
 from ..config import load_frcnn_config
 from ..config_checks import config_errors, validate_frcnn_config
 from ..engine.checkpoint import AtomicCheckpointer
 from .inputs import InspectionInput, load_dataset_input, load_image_input
 
 __all__ = [
+    "LazyInspectionConfig",
     "PREDICTION_HEADS",
     "input_parser",
     "setup_cfg",
@@ -59,21 +66,71 @@ def input_parser(description: str, image_input: bool = True,
     if weights:
         parser.add_argument(
             "--weights", default=None, metavar="FILE",
-            help="checkpoint to load (default: the config's MODEL.WEIGHTS); --weights '' loads "
-                 "none: an untrained model")
+            help="checkpoint to load (default: the config's MODEL.WEIGHTS, a Python config's "
+                 "train.init_checkpoint); --weights '' loads none: an untrained model")
     add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                        help="KEY VALUE config overrides")
+                        help="KEY VALUE config overrides (a Python config: key=value)")
     return parser
 
 
-def setup_cfg(config_file: str, opts: Optional[List[str]] = None):
+class _Node:
+    """Attribute access to a few values, under YAML key names."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+def _target_name(target) -> str:
+    """The class name of a LazyCall's ``_target_`` (the class, or its dotted name)."""
+    return getattr(target, "__name__", str(target).rsplit(".", 1)[-1])
+
+
+class LazyInspectionConfig:
+    """A Python config seen through the YAML keys that the inspection tools read:
+    ``INPUT.FORMAT`` (``model.input_format``, else ``dataloader.test.mapper.image_format``),
+    ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST`` (the ``ResizeShortestEdge`` of
+    ``dataloader.test.mapper.augmentations``), ``MODEL.WEIGHTS`` (``train.init_checkpoint``),
+    ``MODEL.DEVICE`` (``train.device``, "cpu" without CUDA) and ``SEED`` (``train.seed``).
+    ``lazy`` is the config itself."""
+
+    def __init__(self, lazy):
+        self.lazy = lazy
+        train = lazy.get("train", {})
+        mapper = lazy.get("dataloader", {}).get("test", {}).get("mapper", {})
+        resize = [a for a in mapper.get("augmentations", [])
+                  if _target_name(a.get("_target_", "")) == "ResizeShortestEdge"]
+        if not resize:
+            raise ConfigError("The Python config has no ResizeShortestEdge in "
+                              "dataloader.test.mapper.augmentations; allowed: a config with "
+                              "detectron2's test loader (e.g. configs/lazy/*.py)")
+        image_format = lazy.model.get("input_format", None) or mapper.get("image_format", "BGR")
+        device = str(train.get("device", "cpu"))
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"
+        self.INPUT = _Node(FORMAT=image_format, MIN_SIZE_TEST=resize[0].short_edge_length,
+                           MAX_SIZE_TEST=resize[0].get("max_size", 1333))
+        self.MODEL = _Node(WEIGHTS=train.get("init_checkpoint", ""), DEVICE=device)
+        self.SEED = int(train.get("seed", -1))
+
+
+def setup_cfg(config_file: str, opts: Optional[List[str]] = None, allow_lazy: bool = False):
     """load_frcnn_config (get_cfg + add_frcnn_config + the file + the overrides), checked by
-    validate_frcnn_config, frozen; MODEL.DEVICE falls back to "cpu" without CUDA.
+    validate_frcnn_config, frozen; MODEL.DEVICE falls back to "cpu" without CUDA. With
+    ``allow_lazy`` a Python config (``*.py``, ``key=value`` overrides) gives a
+    :class:`LazyInspectionConfig`.
 
     Raises:
         UserError: a missing config file, a bad key or value (see :mod:`frcnn_plugin.cli`).
     """
+    from ..lazy import is_lazy_config, load_lazy_config
+
+    if is_lazy_config(config_file):
+        if not allow_lazy:
+            raise ConfigError("{}: a Python config; this tool reads YAML configs only "
+                              "(tools/inspect_pipeline.py and tools/visualize_anchors.py read "
+                              "both)".format(config_file))
+        return LazyInspectionConfig(load_lazy_config(config_file, opts))
     cfg = load_frcnn_config(config_file, opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
@@ -83,7 +140,8 @@ def setup_cfg(config_file: str, opts: Optional[List[str]] = None):
 
 
 def build_inspection_model(cfg, weights: Optional[str] = None) -> Tuple[torch.nn.Module, list]:
-    """build_model(cfg) in eval mode, with a checkpoint loaded.
+    """build_model(cfg) (a Python config: ``instantiate(cfg.lazy.model)``) in eval mode, with a
+    checkpoint loaded.
 
     With ``SEED >= 0`` the RNGs are seeded first, so untrained weights and the samplers' draws
     are reproducible.
@@ -105,8 +163,17 @@ def build_inspection_model(cfg, weights: Optional[str] = None) -> Tuple[torch.nn
     """
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED)
-    with config_errors(cfg):
-        model = build_model(cfg)
+    if isinstance(cfg, LazyInspectionConfig):
+        from detectron2.config import instantiate
+
+        from ..lazy import lazy_config_errors
+
+        with lazy_config_errors("model"):
+            model = instantiate(cfg.lazy.model)
+        model.to(cfg.MODEL.DEVICE)
+    else:
+        with config_errors(cfg):
+            model = build_model(cfg)
     path = cfg.MODEL.WEIGHTS if weights is None else weights
     if path:
         checkpointer = AtomicCheckpointer(model)

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Train and evaluate a Python config (detectron2's LazyConfig) with the plugin's engine: the
+counterpart of ``tools/train_net.py`` for configs such as ``configs/lazy/*.py`` and detectron2's
+model-zoo Python configs, with detectron2's ``lazyconfig_train_net.py`` conventions.
+
+Examples::
+
+    # the embedded demo, the same run as tools/train_net.py with vgg16_frcnn_shapes_demo.yaml
+    python tools/lazy_train_net.py --config-file configs/lazy/vgg16_frcnn_shapes_demo.py
+    # key=value overrides (Hydra's syntax, as detectron2)
+    python tools/lazy_train_net.py --config-file configs/lazy/vgg16_frcnn_shapes_demo.py \\
+        train.max_iter=20 train.output_dir=output/try
+    # evaluate a checkpoint
+    python tools/lazy_train_net.py --config-file configs/lazy/vgg16_frcnn_coco.py --eval-only \\
+        train.init_checkpoint=output/vgg16_frcnn_coco_lazy/model_final.pth
+    # continue an interrupted run from train.output_dir/last_checkpoint; 2 CPU processes
+    python tools/lazy_train_net.py --config-file configs/lazy/vgg16_frcnn_shapes_demo.py \\
+        --resume --num-gpus 2
+
+Flags as ``tools/train_net.py`` (``--config-file``/``--config``, ``--resume``, ``--eval-only``,
+``--num-gpus``/``--num-processes``, ``--num-machines``, ``--machine-rank``, ``--dist-url``,
+``--debug``), then ``key=value`` overrides. A user's mistake (missing file, a key the config does
+not have, a bad value, a corrupt checkpoint, bad data) ends with one ``error: ...`` paragraph and
+exit status 2, also from one of several processes. Checkpoints are written atomically with the
+optimizer state; ``train.nonfinite_loss`` ("error" or "skip") is the non-finite loss policy;
+evaluation uses ``dataloader.evaluator`` (the plugin's configs: by the data set's
+``evaluator_type``). The whole engine is shared with ``tools/train_net.py``
+(``frcnn_plugin.engine``).
+"""
+import logging
+
+import torch
+
+from detectron2.engine import default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+import frcnn_plugin  # noqa: F401  (registers the components and data sets)
+from frcnn_plugin.cli import run_cli
+from frcnn_plugin.config_checks import check_output_dir
+from frcnn_plugin.engine import AtomicCheckpointer
+from frcnn_plugin.engine.lazy_trainer import (
+    LazyTrainer,
+    build_lazy_model,
+    check_lazy_config,
+    lazy_test,
+)
+from frcnn_plugin.engine.tool import argument_parser, run_tool, save_results
+from frcnn_plugin.engine.trainer import create_plugin_ddp_model
+from frcnn_plugin.lazy import load_lazy_config
+
+logger = logging.getLogger("frcnn_plugin.train_net")
+
+__all__ = ["argument_parser", "cli", "load_config", "main", "setup"]
+
+
+def load_config(args):
+    """LazyConfig.load -> key=value overrides -> checks (no side effects: nothing is written)."""
+    cfg = load_lazy_config(args.config_file, args.opts)
+    check_lazy_config(cfg, eval_only=args.eval_only)
+    if str(cfg.train.device).startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("train.device=%s but no GPU: using cpu", cfg.train.device)
+        cfg.train.device = "cpu"
+    return cfg
+
+
+def setup(args):
+    """load_config -> output folder check -> detectron2's default_setup (logging, seed, the
+    config saved as OUTPUT/config.yaml)."""
+    cfg = load_config(args)
+    check_output_dir(cfg.train.output_dir, key="train.output_dir")
+    default_setup(cfg, args)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="frcnn_plugin")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = build_lazy_model(cfg)
+        model = create_plugin_ddp_model(model, cfg.train.device)
+        weights = cfg.train.get("init_checkpoint", "")
+        if weights:
+            AtomicCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
+                weights, resume=args.resume
+            )
+        else:
+            logger.warning("--eval-only with train.init_checkpoint empty: evaluating an "
+                           "untrained model")
+        res = lazy_test(cfg, model)
+        save_results(cfg.train.output_dir, res)
+        return res
+
+    trainer = LazyTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    res = trainer.train()
+    save_results(cfg.train.output_dir, res)
+    return res
+
+
+def _cli(argv):
+    return run_tool(argument_parser(), argv, main, preflight=load_config)
+
+
+def cli(argv=None):
+    """The command line: user errors as one ``error:`` paragraph, exit status 2."""
+    return run_cli(_cli, argv)
+
+
+if __name__ == "__main__":
+    cli()
