@@ -231,3 +231,25 @@ def test_existing_output_and_other_config(setup, exported, tmp_path):
         traced.save(str(tmp_path / "other.ts"))  # a TorchScript file of another tool
     with pytest.raises(CheckpointError, match="has no frcnn_plugin export metadata"):
         load_exported(str(tmp_path / "other.ts"), "torchscript")
+
+
+@pytest.mark.usefixtures("tiny_shapes")
+def test_benchmark_times_backends(tmp_path, one_thread):
+    """tools/benchmark.py --task inference --backend: one row per backend, ratios plugin /
+    backend; nothing here asserts a timing."""
+    backends = "eager,torchscript" + (",onnx" if _has_onnxruntime() else "")
+    out = str(tmp_path / "bench.json")
+    results = load_tool("benchmark").main([
+        "--config-file", DEMO, "--task", "inference", "--backend", backends, "--peers", "none",
+        "--iters", "2", "--warmup", "1", "--repeats", "1", "--num-images", "2", "--no-isolate",
+        "--json", out, *OPTS, "DATASETS.TEST", "('frcnn_test_val',)"])
+    kinds = ["plugin"] + ["plugin-" + b for b in backends.split(",")[1:]]
+    assert list(results["models"]) == kinds and list(results["ratios"]) == kinds[1:]
+    for kind in kinds[1:]:
+        model = results["models"][kind]
+        assert model["model"]["backend"] == kind.split("-")[1]
+        assert model["latency_s"]["median"] > 0 and model["detections_per_image"] > 0
+        assert model["breakdown"]["mean_s"]["outside_fraction"] is None
+    with pytest.raises(Exception, match="allowed with --task inference"):
+        load_tool("benchmark").main(["--config-file", DEMO, "--task", "train", "--backend",
+                                     "onnx", *OPTS])

@@ -17,4 +17,10 @@ from .exporter import (  # noqa: F401
     OUTPUT_NAMES,
     check_exportable,
 )
-from .run import ExportCheckError, ExportReport, export_model, output_path  # noqa: F401
+from .run import (  # noqa: F401
+    ExportCheckError,
+    ExportReport,
+    export_model,
+    exported_model,
+    output_path,
+)

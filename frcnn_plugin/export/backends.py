@@ -33,6 +33,8 @@ class ExportedModel:
     """
 
     format = None
+    is_exported = True  # the benchmark's marker
+    device = torch.device("cpu")  # where the inputs go (TorchScript on CUDA: its device)
 
     def __init__(self, path: str, metadata: Dict):
         self.path = path
@@ -50,7 +52,7 @@ class ExportedModel:
         for x in batched_inputs:
             height = int(x.get("height", x["image"].shape[-2]))
             width = int(x.get("width", x["image"].shape[-1]))
-            boxes, scores, classes = self.run(x["image"], height, width)
+            boxes, scores, classes = self.run(x["image"].float(), height, width)
             instances = Instances((height, width))
             instances.pred_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32))
             instances.scores = torch.as_tensor(scores, dtype=torch.float32)
@@ -75,7 +77,7 @@ class TorchScriptModel(ExportedModel):
             raise CheckpointError(
                 "Cannot read {} as TorchScript ({}); allowed: a model.ts written by "
                 "tools/export_model.py --format torchscript".format(path, _first_line(e)))
-        self.device = device
+        self.device = torch.device(device)
         super().__init__(path, _parse_metadata(path, extra[METADATA_KEY + ".json"]))
 
     def run(self, image, height, width):

@@ -20,7 +20,7 @@ from .backends import load_exported
 from .check import BOX_ATOL, SCORE_ATOL, Comparison, compare_instances, comparison_table
 from .exporter import FILE_NAMES, check_exportable, export_bytes, export_metadata, trace_adapter
 
-__all__ = ["ExportCheckError", "ExportReport", "output_path", "export_model"]
+__all__ = ["ExportCheckError", "ExportReport", "output_path", "export_model", "exported_model"]
 
 
 class ExportCheckError(UserError):
@@ -93,3 +93,16 @@ def export_model(cfg, model, samples: Sequence[Tuple[str, np.ndarray]], method: 
             "it anyway, or larger --box-atol / --score-atol".format(
                 box_atol, score_atol, path, table))
     return report
+
+
+def exported_model(cfg, model, sample: dict, fmt: str, method: str = "tracing"):
+    """``model`` traced on one input dict (``image``, ``height``, ``width``) and loaded back
+    from its bytes as an :class:`~frcnn_plugin.export.backends.ExportedModel` (no file, no
+    check), e.g. to time a backend (``tools/benchmark.py --backend``)."""
+    check_exportable(cfg, method, fmt)
+    sample = dict(sample, image=sample["image"].float().cpu())
+    sample.setdefault("height", sample["image"].shape[-2])
+    sample.setdefault("width", sample["image"].shape[-1])
+    metadata = export_metadata(cfg, method, fmt, tuple(sample["image"].shape[-2:]))
+    data = export_bytes(trace_adapter(model.cpu(), sample), fmt, metadata)
+    return load_exported("<{} in memory>".format(fmt), fmt, data=data)
