@@ -253,3 +253,38 @@ def test_benchmark_times_backends(tmp_path, one_thread):
     with pytest.raises(Exception, match="allowed with --task inference"):
         load_tool("benchmark").main(["--config-file", DEMO, "--task", "train", "--backend",
                                      "onnx", *OPTS])
+
+
+PAPER_AND_SWAPS = {
+    # the paper's minimum proposal size (16 px of the original image: a traced input, not a
+    # constant), few proposals (the RPN's NMS shortcut is off when traced), RoIAlign
+    "paper_min_size_roi_align": [
+        "MODEL.PROPOSAL_GENERATOR.MIN_SIZE", "16", "MODEL.RPN.POST_NMS_TOPK_TEST", "10",
+        "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2"],
+    # detectron2's RPN, StandardROIHeads and its proposal order (vgg16_frcnn_d2_heads.yaml)
+    "d2_heads": [
+        "MODEL.META_ARCHITECTURE", "GeneralizedRCNN", "MODEL.PROPOSAL_GENERATOR.NAME", "RPN",
+        "MODEL.RPN.HEAD_NAME", "StandardRPNHead", "MODEL.ROI_HEADS.NAME", "StandardROIHeads"],
+}
+
+
+@pytest.mark.parametrize("swap", sorted(PAPER_AND_SWAPS))
+def test_paper_settings_and_swaps(swap, tmp_path, one_thread):
+    """The API on the paper's settings and a swap config, with images whose original size
+    differs (64x64, 160x120, 50x90): per image the eager and exported detections agree."""
+    from frcnn_plugin.export import export_model
+    from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
+
+    fmt = "onnx" if _has_onnxruntime() else "torchscript"
+    cfg = setup_cfg(DEMO, OPTS + PAPER_AND_SWAPS[swap])
+    model, _ = build_inspection_model(cfg, "")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.roi_heads.box_predictor.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+    samples = [(str(size), np.asarray(own_data.draw(own_data.OBJECTS[i], seed=i).resize(size)))
+               for i, size in enumerate([(64, 64), (160, 120), (50, 90)])]
+    report = export_model(cfg, model, samples, "tracing", fmt, str(tmp_path / "m"),
+                          box_atol=BOX_TOL, score_atol=SCORE_TOL)
+    assert report.written, report.table
+    assert all(r.eager == r.exported > 0 for r in report.rows), report.table

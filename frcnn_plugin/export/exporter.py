@@ -132,6 +132,9 @@ def export_bytes(adapter: TracingAdapter, fmt: str, metadata: Dict) -> bytes:
         # the tracer's warnings about Python values in detectron2's code (asserts, len()):
         # the check against the eager model on the sample images is what counts
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # the indices here come from masks, sorts and NMS, never negative
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced "
+                                "indexing", category=UserWarning)
         quiet_deprecations()
         if fmt == "torchscript":
             traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
