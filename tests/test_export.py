@@ -288,3 +288,19 @@ def test_paper_settings_and_swaps(swap, tmp_path, one_thread):
                           box_atol=BOX_TOL, score_atol=SCORE_TOL)
     assert report.written, report.table
     assert all(r.eager == r.exported > 0 for r in report.rows), report.table
+
+
+def test_onnx_without_onnxruntime(monkeypatch, tmp_path):
+    """Without onnxruntime, --format onnx and --backend onnx stop with an error saying so."""
+    import sys
+
+    from frcnn_plugin.export import check_exportable, load_exported
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
+    cfg = load_config(DEMO)
+    with pytest.raises(ConfigError, match=r"--format onnx needs onnxruntime.*allowed: pip "
+                       r"install onnx onnxruntime"):
+        check_exportable(cfg, "tracing", "onnx")
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="--backend onnx needs onnxruntime"):
+        load_exported(str(tmp_path / "model.onnx"), "onnx")

@@ -64,6 +64,13 @@ def check_exportable(cfg, method: str, fmt: str):
             EXPORT_METHODS)))
     if fmt not in FORMATS:
         raise ConfigError("--format {!r}; allowed: {}".format(fmt, ", ".join(FORMATS)))
+    if fmt == "onnx":
+        missing = [name for name in ("onnx", "onnxruntime") if not _importable(name)]
+        if missing:
+            raise ConfigError(
+                "--format onnx needs {} (the file's metadata, the check in onnxruntime), not "
+                "installed; allowed: pip install onnx onnxruntime (or frcnn_plugin[export]), or "
+                "--format torchscript".format(" and ".join(missing)))
     if method == "scripting":
         raise ConfigError(
             "--export-method scripting is not supported: TorchScript cannot compile the VGG "
@@ -76,6 +83,16 @@ def check_exportable(cfg, method: str, fmt: str):
             "the data asks, which a trace cannot record; allowed: MODEL.ROI_HEADS.SOFT_NMS."
             "METHOD none (hard NMS) for the exported model".format(
                 cfg.MODEL.ROI_HEADS.SOFT_NMS.METHOD))
+
+
+def _importable(name: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def export_metadata(cfg, method: str, fmt: str, sample_size: Tuple[int, int]) -> Dict:
