@@ -170,8 +170,10 @@ def find_top_proposals_paper_order(
         for level, (proposals_i, logits_i) in enumerate(zip(proposals, pred_objectness_logits)):
             b, s = Boxes(proposals_i[n]), logits_i[n]
             valid = torch.isfinite(b.tensor).all(dim=1) & torch.isfinite(s)
-            # traced: always filter (a Python branch on the data would be frozen in the trace)
-            if torch.jit.is_tracing() or not bool(valid.all()):
+            if torch.jit.is_tracing():
+                # always filter: a Python branch on the data would be frozen in the trace
+                b, s = b[valid], s[valid]
+            elif not bool(valid.all()):
                 if training:
                     raise FloatingPointError(
                         "Predicted boxes or scores contain Inf/NaN. Training has diverged."
