@@ -304,3 +304,37 @@ def test_onnx_without_onnxruntime(monkeypatch, tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"x")
     with pytest.raises(ConfigError, match="--backend onnx needs onnxruntime"):
         load_exported(str(tmp_path / "model.onnx"), "onnx")
+
+
+def test_default_sample_is_the_first_test_image(tmp_path, one_thread):
+    """Without --sample-image: the first image of DATASETS.TEST[0] (an own COCO data set)."""
+    json_file, image_root = own_data.write_coco(str(tmp_path / "coco"))
+    name = "export_coco_" + tmp_path.name
+    config = own_data.write_config(
+        tmp_path / "cfg.yaml", DEMO,
+        [{"NAME": name, "FORMAT": "coco", "JSON_FILE": json_file, "IMAGE_ROOT": image_root}],
+        train=[name], test=[name])
+    report = load_tool("export_model").main([
+        "--config-file", config, "--weights", "", "--output", str(tmp_path / "out"), *OPTS,
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    assert [r.name for r in report.rows] == [os.path.join(image_root, "img0.png")]
+    assert report.written and report.rows[0].ok()
+
+
+def test_fallback_build_makes_caffe2_optional(tmp_path):
+    """tools/build_detectron2_fallback.py's one source change: v0.6's export/__init__.py
+    imports its Caffe2 exporter only where Caffe2 is importable (as upstream main)."""
+    tool = load_tool("build_detectron2_fallback")
+    v06 = ("# -*- coding: utf-8 -*-\n\nfrom .api import *\nfrom .flatten import TracingAdapter\n"
+           "from .torchscript import scripting_with_instances, dump_torchscript_IR\n")
+    init = tmp_path / "__init__.py"
+    init.write_text(v06)
+    tool.patch_export_init(str(init))
+    patched = init.read_text()
+    assert "from .api import *\n" not in patched.replace("    from .api import *\n", "")
+    assert "except ImportError:\n    pass\nelse:\n    from .api import *\n" in patched
+    assert patched.endswith("from .flatten import TracingAdapter\nfrom .torchscript import "
+                            "scripting_with_instances, dump_torchscript_IR\n")
+    compile(patched, str(init), "exec")
+    tool.patch_export_init(str(init))  # upstream's file (or a second run): unchanged
+    assert init.read_text() == patched

@@ -144,9 +144,11 @@ def patch_export_init(path):
     docstring); a file without v0.6's line is left as it is."""
     with open(path) as f:
         text = f.read()
-    if EXPORT_INIT_OLD in text:
+    lines = text.splitlines(keepends=True)
+    if EXPORT_INIT_OLD in lines:  # a line of its own, not indented (as after the patch)
+        lines[lines.index(EXPORT_INIT_OLD)] = EXPORT_INIT_NEW
         with open(path, "w") as f:
-            f.write(text.replace(EXPORT_INIT_OLD, EXPORT_INIT_NEW, 1))
+            f.write("".join(lines))
 
 
 def main(argv=None):
