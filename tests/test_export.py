@@ -338,3 +338,25 @@ def test_fallback_build_makes_caffe2_optional(tmp_path):
     compile(patched, str(init), "exec")
     tool.patch_export_init(str(init))  # upstream's file (or a second run): unchanged
     assert init.read_text() == patched
+
+
+def test_failed_check_writes_nothing(setup, tmp_path, one_thread):
+    """A check that fails (here: negative tolerances, which no difference meets) names the
+    tolerances, holds the table and writes no file; --keep-on-mismatch writes it."""
+    from detectron2.data.detection_utils import read_image
+
+    from frcnn_plugin.export import ExportCheckError, export_model
+    from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
+
+    cfg = setup_cfg(DEMO, OPTS)
+    model, _ = build_inspection_model(cfg, setup[1])
+    samples = [(setup[2][0], read_image(setup[2][0], format="RGB"))]
+    path = str(tmp_path / "model.ts")
+    with pytest.raises(ExportCheckError, match=r"^The exported model differs from the eager "
+                       r"model beyond the tolerances \(boxes -1 px, scores -1\); .*model.ts not "
+                       r"written:\nimage .*boxes max\|diff\|"):
+        export_model(cfg, model, samples, "tracing", "torchscript", path, -1, -1)
+    assert not list(tmp_path.iterdir())
+    report = export_model(cfg, model, samples, "tracing", "torchscript", path, -1, -1,
+                          keep_on_mismatch=True)
+    assert report.written and os.path.isfile(path) and not report.rows[0].ok(-1, -1)
