@@ -176,8 +176,8 @@ def export_bytes(adapter: TracingAdapter, fmt: str, metadata: Dict) -> bytes:
 def quiet_deprecations():
     """Inside ``warnings.catch_warnings()``: hide torch's deprecation notices of
     ``torch.jit.trace`` / ``save`` / ``load`` and of the TorchScript-based ONNX exporter.
-    These are the export paths that work for this model (``torch.export`` and the dynamo ONNX
-    exporter cannot follow its data-dependent proposal filtering); the README states it."""
+    These are the export paths used and checked here (``torch.export`` and the dynamo-based
+    ONNX exporter are not); the README states it."""
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated",
                             category=DeprecationWarning)
     warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX",
