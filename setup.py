@@ -46,5 +46,11 @@ setup(
         "opencv-python-headless>=4.5",
         "tqdm>=4.29",  # tools/predict.py's progress bar (tqdm.write for warnings under it)
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        # tools/export_model.py --format onnx (metadata written with onnx) and
+        # tools/predict.py --backend onnx (onnxruntime on the CPU); pip picks builds that fit
+        # the numpy in use (also the v0.6 fallback's numpy<1.24)
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],
+    },
 )

@@ -57,6 +57,18 @@ def peer_list(text):
     return peers
 
 
+BACKENDS = ("eager", "torchscript", "onnx")  # frcnn_plugin.export.BACKENDS, without its import
+
+
+def backend_list(text):
+    backends = [b for b in text.split(",") if b]
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad or not backends:
+        raise argparse.ArgumentTypeError("invalid backends {!r}; allowed: a comma-separated "
+                                         "list of {}".format(text, ", ".join(BACKENDS)))
+    return backends
+
+
 def argument_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,6 +81,10 @@ def argument_parser():
     p.add_argument("--peers", type=peer_list, default=["torchvision", "d2"],
                    help="comma-separated models to compare with: torchvision, d2, or none "
                         "(default torchvision,d2)")
+    p.add_argument("--backend", type=backend_list, default=["eager"],
+                   help="--task inference: comma-separated eager, torchscript, onnx; the plugin "
+                        "model is also timed as traced by tools/export_model.py and run by "
+                        "each (rows plugin-torchscript, plugin-onnx; CPU; default eager)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads for every model (default: torch's default)")
@@ -113,7 +129,7 @@ def main(argv=None):
         peers=args.peers, device=args.device, threads=args.threads, synthetic=args.synthetic,
         dataset=args.dataset, image_size=args.image_size, num_images=args.num_images,
         seed=args.seed, amp=args.amp, isolate=not args.no_isolate,
-        config_file=args.config_file, overrides=args.opts)
+        config_file=args.config_file, overrides=args.opts, backends=args.backend)
     results = run_benchmark(options)
     print(format_report(results), flush=True)
     if args.json:

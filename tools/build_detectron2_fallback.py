@@ -11,6 +11,12 @@ Faster R-CNN needs none of those ops (they are rotated boxes, deformable convolu
 fast COCO evaluator); the plugin builds ``COCOEvaluator(use_fast_impl=False)`` when it sees the
 placeholder.
 
+One source change: v0.6's ``detectron2/export/__init__.py`` imports its Caffe2 exporter
+unconditionally, so ``import detectron2.export`` (``TracingAdapter``, used by
+``tools/export_model.py``) fails without Caffe2, which no torch 2.x has. The import is made
+optional exactly as upstream detectron2 did after v0.6 (:data:`EXPORT_INIT_OLD` ->
+:data:`EXPORT_INIT_NEW`); nothing else is changed.
+
 Usage::
 
     python tools/build_detectron2_fallback.py SDIST.tar.gz --sha256 HEX --wheel-dir DIR
@@ -79,6 +85,18 @@ def __getattr__(name):
     )
 '''
 
+# detectron2/export/__init__.py: v0.6's Caffe2 import, and upstream main's optional form.
+EXPORT_INIT_OLD = "from .api import *\n"
+EXPORT_INIT_NEW = """try:
+    from caffe2.proto import caffe2_pb2 as _tmp  # noqa F401
+
+    # caffe2 is optional (frcnn_plugin's fallback build: as upstream detectron2 after v0.6)
+except ImportError:
+    pass
+else:
+    from .api import *
+"""
+
 SETUP_PY = """from setuptools import find_packages, setup
 
 setup(
@@ -121,6 +139,18 @@ def sha256_of(path):
     return h.hexdigest()
 
 
+def patch_export_init(path):
+    """Make the Caffe2 import of ``detectron2/export/__init__.py`` optional (see the module
+    docstring); a file without v0.6's line is left as it is."""
+    with open(path) as f:
+        text = f.read()
+    lines = text.splitlines(keepends=True)
+    if EXPORT_INIT_OLD in lines:  # a line of its own, not indented (as after the patch)
+        lines[lines.index(EXPORT_INIT_OLD)] = EXPORT_INIT_NEW
+        with open(path, "w") as f:
+            f.write("".join(lines))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sdist", help="path to pb1-detectron2-0.6.tar.gz")
@@ -156,6 +186,7 @@ def main(argv=None):
         src = os.path.dirname(pkg)
         with open(os.path.join(pkg, "_C.py"), "w") as f:
             f.write(PLACEHOLDER_C)
+        patch_export_init(os.path.join(pkg, "export", "__init__.py"))
         with open(os.path.join(src, "setup.py"), "w") as f:
             f.write(SETUP_PY % (REQUIRES,))
         os.makedirs(args.wheel_dir, exist_ok=True)

@@ -7,6 +7,8 @@ Examples::
         --weights output/shapes_demo/model_final.pth --input photos/ --output predictions/
     python tools/predict.py --config-file my_config.yaml --input "shots/**/*.jpg" clip.mp4 \
         --output out/ --score-thresh 0.7 --batch-size 4 --device cuda
+    python tools/predict.py --config-file configs/vgg16_frcnn_shapes_demo.yaml \
+        --backend onnx --weights exported/model.onnx --input photos/ --output predictions/
 
 Writes to ``--output``: each image with its detections drawn (same file name), each video as an
 annotated ``.mp4``, ``predictions.json`` (COCO results: image_id, category_id, bbox XYWH, score)
@@ -14,8 +16,10 @@ and ``predictions.jsonl`` (one line per image or frame: file, width, height, det
 class names). Existing files are refused (before any work) unless ``--overwrite``. Images that
 cannot be read are reported and skipped. Class names come from the metadata of
 ``DATASETS.TEST[0]`` (else ``DATASETS.TRAIN[0]``). Trailing ``KEY VALUE`` pairs override the
-config. A user's mistake ends with one ``error: ...`` paragraph and exit status 2; ``--debug``
-(or ``FRCNN_DEBUG=1``) shows the traceback.
+config. ``--backend torchscript|onnx`` runs a file of ``tools/export_model.py`` (given as
+``--weights``) instead of the checkpoint, with the same outputs. A user's mistake ends with one
+``error: ...`` paragraph and exit status 2; ``--debug`` (or ``FRCNN_DEBUG=1``) shows the
+traceback.
 """
 import argparse
 import logging
@@ -24,6 +28,7 @@ import torch
 
 import frcnn_plugin  # noqa: F401  (registers the components and data sets)
 from frcnn_plugin.cli import CheckpointError, ConfigError, add_debug_flag, run_cli
+from frcnn_plugin.export import BACKENDS, FILE_NAMES, check_metadata, load_exported
 from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
 from frcnn_plugin.predict import plan_outputs, run_predictions
 
@@ -63,6 +68,11 @@ def argument_parser():
                         help="images or video frames per forward pass (default 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace output files that exist already")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="eager",
+        help="eager (default: the checkpoint in PyTorch), or a file of tools/export_model.py "
+             "given as --weights: torchscript (model.ts) or onnx (model.onnx, onnxruntime on "
+             "the CPU)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: the config's MODEL.DEVICE (cpu without CUDA)")
     progress = parser.add_mutually_exclusive_group()
@@ -90,7 +100,13 @@ def load_config(args):
 
 def weights_of(cfg, args):
     """``--weights``, else ``MODEL.WEIGHTS``; neither set is an error (``--weights ''`` asks
-    for an untrained model)."""
+    for an untrained model). Another backend than eager needs ``--weights``, the exported
+    file."""
+    if args.backend != "eager" and not args.weights:
+        raise CheckpointError(
+            "--backend {} runs an exported file: give it as --weights FILE (the {} written by "
+            "tools/export_model.py --format {}); allowed: --weights FILE, or --backend "
+            "eager".format(args.backend, FILE_NAMES[args.backend], args.backend))
     if args.weights is not None:
         return args.weights
     if not cfg.MODEL.WEIGHTS:
@@ -101,16 +117,35 @@ def weights_of(cfg, args):
     return cfg.MODEL.WEIGHTS
 
 
+def load_exported_model(cfg, path, args):
+    """The exported file as a model (:func:`frcnn_plugin.export.load_exported`), checked
+    against the config's input settings."""
+    if args.backend == "onnx" and cfg.MODEL.DEVICE.startswith("cuda"):
+        raise ConfigError("--backend onnx runs in onnxruntime on the CPU; allowed: --device cpu "
+                          "(or MODEL.DEVICE cpu), or --backend torchscript / eager")
+    model = load_exported(path, args.backend, device=cfg.MODEL.DEVICE)
+    check_metadata(model, cfg)
+    baked = model.metadata.get("score_thresh_test")
+    if baked is not None and baked > args.score_thresh:
+        logger.warning("%s was exported with MODEL.ROI_HEADS.SCORE_THRESH_TEST %g: it returns "
+                       "no detection below that score (--score-thresh %g)", path, baked,
+                       args.score_thresh)
+    return model
+
+
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args)
     plan = plan_outputs(args.input, args.output, overwrite=args.overwrite)  # before any work
     weights = weights_of(cfg, args)
-    model, untrained = build_inspection_model(cfg, weights)
-    if untrained:
-        logger.warning("The weights do not set %s: these predictions are not those of a "
-                       "trained detector", ", ".join(untrained))
+    if args.backend == "eager":
+        model, untrained = build_inspection_model(cfg, weights)
+        if untrained:
+            logger.warning("The weights do not set %s: these predictions are not those of a "
+                           "trained detector", ", ".join(untrained))
+    else:
+        model = load_exported_model(cfg, weights, args)
     summary = run_predictions(cfg, model, plan, score_thresh=args.score_thresh,
                               batch_size=args.batch_size, progress=args.progress)
     print(summary.text(plan, args.score_thresh), flush=True)

@@ -8,7 +8,8 @@
 #     its C++ ops, non-editable and without build isolation; else builds detectron2 v0.6 as a
 #     pure-Python wheel from the sha256-pinned `pb1-detectron2` sdist (numpy<1.24, Pillow<10,
 #     setuptools<81 in that route only);
-#  4. installs this plugin in editable mode with its test extras;
+#  4. installs this plugin in editable mode with its test and export extras (onnx,
+#     onnxruntime; under the fallback's pins, so numpy stays < 1.24 there);
 #  5. checks that torchvision.ops.nms runs and detectron2.modeling imports.
 #
 # Environment variables:
@@ -144,8 +145,8 @@ else
 fi
 
 # --- the plugin --------------------------------------------------------------------------
-log "installing frcnn_plugin (editable, with test extras)"
-"${PIP[@]}" install -e "$ROOT[test]" "${CONSTRAINTS[@]}"
+log "installing frcnn_plugin (editable, with test and export extras)"
+"${PIP[@]}" install -e "$ROOT[test,export]" "${CONSTRAINTS[@]}"
 
 final_check || die "set-up finished but the final check failed (see above)"
 stamp_value > "$STAMP"

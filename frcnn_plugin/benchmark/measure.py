@@ -36,6 +36,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# "plugin-onnx": the plugin model run by an export backend (inference only)
+EXPORTED_KIND_SEPARATOR = "-"
+
 # stage -> module path, per model family. "rpn" and "roi_heads" are the whole heads; the other
 # stages are the network layers inside them.
 STAGES = {
@@ -147,6 +150,8 @@ class StageTimer:
 
 
 def _stage_timer(model, family: str, device) -> StageTimer:
+    if family == "exported":  # one opaque graph: no stages to time
+        return StageTimer(model, {}, device=device)
     # detectron2: preprocess_image (uint8 -> normalized float, padding, batching);
     # torchvision: the adapter's prepare (uint8 -> float in [0, 1], targets) + its transform
     method = "preprocess_image" if family == "detectron2" else "prepare"
@@ -185,6 +190,8 @@ def breakdown_summary(records: Sequence[Dict[str, float]]) -> Dict[str, object]:
 def _family(model) -> str:
     from .peers import TorchvisionFasterRCNN
 
+    if getattr(model, "is_exported", False):  # frcnn_plugin.export.ExportedModel
+        return "exported"
     return "torchvision" if isinstance(model, TorchvisionFasterRCNN) else "detectron2"
 
 
@@ -361,12 +368,16 @@ def inference_session(model, images: List[dict], *, warmup: int, amp: bool = Fal
         return record
 
     def finish(rounds, walls, memory, breakdown):
+        summary = breakdown_summary(breakdown)
+        if _family(model) == "exported":  # only the whole forward is known
+            summary["mean_s"] = {k: summary["mean_s"][k] for k in ("forward", "total")}
+            summary["mean_s"]["outside_fraction"] = None
         return {
             "latency_s": summarize([r["total"] for rs in rounds for r in rs]),
             "per_round_median_s": [summarize([r["total"] for r in rs])["median"]
                                    for rs in rounds],
             "detections_per_image": sum(detections) / max(len(detections), 1),
-            "breakdown": breakdown_summary(breakdown),
+            "breakdown": summary,
             "memory": memory,
         }
 
@@ -423,7 +434,13 @@ def _open_session(spec: Dict[str, object]):
     if task == "data":
         return data_session(cfg, spec["dataset_dicts"], warmup=warmup, seed=spec["seed"]), {
             "kind": spec["kind"], "baseline_rss_mb": baseline}
-    model, info = build_benchmark_model(cfg, spec["kind"], seed=spec["seed"])
+    kind, _, backend = spec["kind"].partition(EXPORTED_KIND_SEPARATOR)
+    model, info = build_benchmark_model(cfg, kind, seed=spec["seed"])
+    if backend:  # the plugin model exported (traced on the first image) and run from the file
+        from ..export import exported_model
+
+        model = exported_model(cfg, model, spec["images"][0], backend)
+        info.update(kind=spec["kind"], backend=backend)
     info["baseline_rss_mb"] = baseline
     if task == "train":
         session = train_session(model, spec["batches"], cfg, warmup=warmup, amp=spec["amp"])

@@ -20,7 +20,7 @@ from .inputs import (
     map_inputs,
     register_synthetic_coco,
 )
-from .measure import run_interleaved
+from .measure import EXPORTED_KIND_SEPARATOR, run_interleaved
 from .stats import machine_info
 
 __all__ = ["BenchmarkOptions", "BenchmarkOptionError", "TASKS", "TARGETS", "setup_config",
@@ -58,6 +58,8 @@ class BenchmarkOptions:
     isolate: bool = True
     config_file: str = ""
     overrides: List[str] = field(default_factory=list)
+    # inference: the plugin model also run by these export backends ("torchscript", "onnx")
+    backends: Sequence[str] = ()
 
 
 def setup_config(config_file: str, overrides: Sequence[str], device: str):
@@ -218,7 +220,13 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
     started = time.time()
     load_before = machine_info(device)["load_avg_1_5_15"]
     changes = {"MODEL.WEIGHTS": [cfg.MODEL.WEIGHTS, "(random init, seeded; peers copy it)"]}
-    kinds = ["plugin"] + [p for p in options.peers if p != "none"]
+    backends = [b for b in options.backends if b != "eager"]
+    if backends and (options.task != "inference" or device.type != "cpu"):
+        raise BenchmarkOptionError(
+            "--backend {} times exported models: allowed with --task inference on --device cpu "
+            "only".format(",".join(backends)))
+    kinds = (["plugin"] + ["plugin" + EXPORTED_KIND_SEPARATOR + b for b in backends]
+             + [p for p in options.peers if p != "none"])
     if options.task == "data":
         kinds = ["plugin"]  # one loader: the models do not take part
     results = {"schema": SCHEMA, "task": options.task, "command": " ".join(sys.argv),

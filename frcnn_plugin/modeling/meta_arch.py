@@ -44,8 +44,16 @@ def original_sizes(
             scale_y, scale_x = x[INPUT_SCALE_KEY]
             sizes.append((size[0] / scale_y, size[1] / scale_x))
         else:
-            sizes.append((int(x.get("height", size[0])), int(x.get("width", size[1]))))
+            sizes.append((_size(x.get("height", size[0])), _size(x.get("width", size[1]))))
     return sizes
+
+
+def _size(value):
+    """``int(value)``; when traced, a tensor stays a tensor (an input of the exported model),
+    where ``int`` would freeze the example's value into the trace."""
+    if torch.jit.is_tracing() and isinstance(value, torch.Tensor):
+        return value
+    return int(value)
 
 
 @META_ARCH_REGISTRY.register()

@@ -170,7 +170,10 @@ def find_top_proposals_paper_order(
         for level, (proposals_i, logits_i) in enumerate(zip(proposals, pred_objectness_logits)):
             b, s = Boxes(proposals_i[n]), logits_i[n]
             valid = torch.isfinite(b.tensor).all(dim=1) & torch.isfinite(s)
-            if not bool(valid.all()):
+            if torch.jit.is_tracing():
+                # always filter: a Python branch on the data would be frozen in the trace
+                b, s = b[valid], s[valid]
+            elif not bool(valid.all()):
                 if training:
                     raise FloatingPointError(
                         "Predicted boxes or scores contain Inf/NaN. Training has diverged."
@@ -179,7 +182,7 @@ def find_top_proposals_paper_order(
             b.clip(image_size)
             widths, heights = b.tensor[:, 2] - b.tensor[:, 0], b.tensor[:, 3] - b.tensor[:, 1]
             keep = (widths >= min_box_size) & (heights >= min_box_size)
-            keep &= (widths > 0) & (heights > 0)
+            keep = keep & (widths > 0) & (heights > 0)  # not &=: ONNX has no in-place and
             b, s = b[keep], s[keep]
             s, order = s.sort(descending=True)
             s, order = s[:pre_nms_topk], order[:pre_nms_topk]
@@ -524,7 +527,10 @@ class FRCNNRPN(RPN):
             )
 
         prefix = self.NMS_PREFIX_FACTOR * post
-        if len(proposals) == 1 and 2 * prefix <= pre and proposals[0].shape[1] > prefix:
+        # not when traced: whether the prefix yields enough boxes depends on the data, and a
+        # trace would freeze the branch it took on the example input
+        if (not torch.jit.is_tracing() and len(proposals) == 1 and 2 * prefix <= pre
+                and proposals[0].shape[1] > prefix):
             results = run(prefix)
             if len(results[0]) >= post:
                 return results

@@ -37,10 +37,11 @@ def _is_media(path):
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 
 
-def expand_inputs(inputs: Sequence[str]) -> List[Source]:
+def expand_inputs(inputs: Sequence[str], flag: str = "--input") -> List[Source]:
     """Each input is a file (an image, or a video by its extension), a folder (its image and
     video files, sorted; not its sub-folders) or a glob pattern (``*``, ``?``, ``[``; ``**``
-    recursive). A file is listed once even if several inputs name it.
+    recursive). A file is listed once even if several inputs name it. ``flag``: the option
+    named in the errors.
 
     Raises:
         MissingFileError: an input that does not exist, or a folder or pattern with no image or
@@ -53,8 +54,8 @@ def expand_inputs(inputs: Sequence[str]) -> List[Source]:
                            if os.path.isfile(p) and _is_media(p))
             if not paths:
                 raise MissingFileError(
-                    "--input {}: no image or video file in this folder; allowed: files ending in "
-                    "{}".format(item, ", ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)))
+                    "{} {}: no image or video file in this folder; allowed: files ending in "
+                    "{}".format(flag, item, ", ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)))
         elif os.path.isfile(item):
             paths = [item]
         elif glob.has_magic(item):
@@ -62,11 +63,11 @@ def expand_inputs(inputs: Sequence[str]) -> List[Source]:
                            if os.path.isfile(p) and _is_media(p))
             if not paths:
                 raise MissingFileError(
-                    "--input {}: the pattern matches no image or video file".format(item))
+                    "{} {}: the pattern matches no image or video file".format(flag, item))
         else:
             raise MissingFileError(
-                "--input {}: not found; allowed: an image, a video, a folder or a glob "
-                "pattern".format(item))
+                "{} {}: not found; allowed: an image, a video, a folder or a glob "
+                "pattern".format(flag, item))
         for path in paths:
             key = os.path.realpath(path)
             if key not in seen:
