@@ -144,3 +144,36 @@ def test_weights_missing_or_unset(setup, capsys):
     with pytest.raises(MissingFileError, match=r"--input .*nothing\*\.png: the pattern matches"):
         tool.main(["--config-file", config, "--input", str(folder / "nothing*.png"),
                    "--output", str(out)])
+
+
+def test_python_config_gives_the_yaml_twin_predictions(tmp_path, tiny_shapes, one_thread):
+    """The YAML demo and its Python twin, made tiny the same way and seeded the same: the
+    same detections, class names from each config's test data set."""
+    from tests.test_lazy import LAZY, TINY_LAZY
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        own_data.draw(own_data.OBJECTS[i], seed=20 + i).save(str(folder / "p{}.png".format(i)))
+    tool = load_tool("predict")
+    common = ["--weights", "", "--input", str(folder), "--score-thresh", "0.0"]
+    tool.main(["--config-file", DEMO, "--output", str(tmp_path / "yaml"), *common, "SEED", "0",
+               "DATASETS.TEST", "('frcnn_test_val',)", *TINY_MODEL])
+    tool.main(["--config-file", os.path.join(LAZY, "vgg16_frcnn_shapes_demo.py"),
+               "--output", str(tmp_path / "lazy"), *common, "train.seed=0",
+               "dataloader.test.dataset.names=frcnn_test_val",
+               "dataloader.test.mapper.augmentations.0.short_edge_length=64",
+               "dataloader.test.mapper.augmentations.0.max_size=64",
+               *[o for o in TINY_LAZY if ".sampler." not in o and "score_thresh" not in o]])
+    a = read_jsonl(str(tmp_path / "yaml" / "predictions.jsonl"))
+    b = read_jsonl(str(tmp_path / "lazy" / "predictions.jsonl"))
+    assert [r["file"] for r in a] == [r["file"] for r in b]
+    dets_a = [d for r in a for d in r["detections"]]
+    dets_b = [d for r in b for d in r["detections"]]
+    assert dets_a, "the untrained tiny model detects something at score >= 0"
+    assert [(d["class"], d["category_id"]) for d in dets_a] == \
+        [(d["class"], d["category_id"]) for d in dets_b]
+    np.testing.assert_allclose([d["bbox"] + [d["score"]] for d in dets_a],
+                               [d["bbox"] + [d["score"]] for d in dets_b], atol=1e-4)
+    assert {d["class"] for d in dets_a} <= {"square", "circle", "triangle"}
+    assert (tmp_path / "lazy" / "p0.png").is_file()

@@ -16,7 +16,9 @@ and ``predictions.jsonl`` (one line per image or frame: file, width, height, det
 class names). Existing files are refused (before any work) unless ``--overwrite``. Images that
 cannot be read are reported and skipped. Class names come from the metadata of
 ``DATASETS.TEST[0]`` (else ``DATASETS.TRAIN[0]``). Trailing ``KEY VALUE`` pairs override the
-config. ``--backend torchscript|onnx`` runs a file of ``tools/export_model.py`` (given as
+config. A Python config (``configs/lazy/*.py``) takes ``key=value`` overrides, its class names
+from ``dataloader.test.dataset.names`` and its weights from ``train.init_checkpoint``.
+``--backend torchscript|onnx`` runs a file of ``tools/export_model.py`` (given as
 ``--weights``) instead of the checkpoint, with the same outputs. A user's mistake ends with one
 ``error: ...`` paragraph and exit status 2; ``--debug`` (or ``FRCNN_DEBUG=1``) shows the
 traceback.
@@ -30,6 +32,7 @@ import frcnn_plugin  # noqa: F401  (registers the components and data sets)
 from frcnn_plugin.cli import CheckpointError, ConfigError, add_debug_flag, run_cli
 from frcnn_plugin.export import BACKENDS, FILE_NAMES, check_metadata, load_exported
 from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
+from frcnn_plugin.lazy import is_lazy_config
 from frcnn_plugin.predict import plan_outputs, run_predictions
 
 logger = logging.getLogger("frcnn_plugin.predict")
@@ -89,12 +92,17 @@ def load_config(args):
     """The checked, frozen config, with ``--device`` and ``--score-thresh`` applied."""
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda, but CUDA is not available here; allowed: --device cpu")
-    opts = list(args.opts) + (["MODEL.DEVICE", args.device] if args.device else [])
-    cfg = setup_cfg(args.config_file, opts)
+    lazy = is_lazy_config(args.config_file)
+    device = (["train.device=" + args.device] if lazy else ["MODEL.DEVICE", args.device]) \
+        if args.device else []
+    cfg = setup_cfg(args.config_file, list(args.opts) + device, allow_lazy=True)
     if cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST > args.score_thresh:
-        cfg.defrost()
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.score_thresh
-        cfg.freeze()
+        if lazy:
+            cfg.set_score_thresh(args.score_thresh)
+        else:
+            cfg.defrost()
+            cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.score_thresh
+            cfg.freeze()
     return cfg
 
 
@@ -111,7 +119,8 @@ def weights_of(cfg, args):
         return args.weights
     if not cfg.MODEL.WEIGHTS:
         raise CheckpointError(
-            "No weights: MODEL.WEIGHTS is empty in {}; allowed: --weights FILE (a trained "
+            "No weights: MODEL.WEIGHTS is empty in {} (a Python config: train.init_checkpoint); "
+            "allowed: --weights FILE (a trained "
             "checkpoint, e.g. OUTPUT_DIR/model_final.pth), or --weights '' for an untrained "
             "model".format(args.config_file))
     return cfg.MODEL.WEIGHTS

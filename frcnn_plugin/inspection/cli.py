@@ -91,8 +91,10 @@ class LazyInspectionConfig:
     ``INPUT.FORMAT`` (``model.input_format``, else ``dataloader.test.mapper.image_format``),
     ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST`` (the ``ResizeShortestEdge`` of
     ``dataloader.test.mapper.augmentations``), ``MODEL.WEIGHTS`` (``train.init_checkpoint``),
-    ``MODEL.DEVICE`` (``train.device``, "cpu" without CUDA) and ``SEED`` (``train.seed``).
-    ``lazy`` is the config itself."""
+    ``MODEL.DEVICE`` (``train.device``, "cpu" without CUDA), ``SEED`` (``train.seed``),
+    ``MODEL.ROI_HEADS.NUM_CLASSES`` / ``SCORE_THRESH_TEST`` (``model.roi_heads.num_classes``,
+    ``model.roi_heads.box_predictor.test_score_thresh``) and ``DATASETS.TRAIN`` / ``TEST``
+    (``dataloader.train`` / ``test.dataset.names``). ``lazy`` is the config itself."""
 
     def __init__(self, lazy):
         self.lazy = lazy
@@ -110,8 +112,28 @@ class LazyInspectionConfig:
             device = "cpu"
         self.INPUT = _Node(FORMAT=image_format, MIN_SIZE_TEST=resize[0].short_edge_length,
                            MAX_SIZE_TEST=resize[0].get("max_size", 1333))
-        self.MODEL = _Node(WEIGHTS=train.get("init_checkpoint", ""), DEVICE=device)
+        roi_heads = lazy.model.get("roi_heads", {})
+        predictor = roi_heads.get("box_predictor", {})
+        self.MODEL = _Node(
+            WEIGHTS=train.get("init_checkpoint", ""), DEVICE=device,
+            ROI_HEADS=_Node(NUM_CLASSES=roi_heads.get("num_classes", 0),
+                            SCORE_THRESH_TEST=predictor.get("test_score_thresh", 0.05)))
+        loaders = lazy.get("dataloader", {})
+        self.DATASETS = _Node(TRAIN=_dataset_names(loaders.get("train", {})),
+                              TEST=_dataset_names(loaders.get("test", {})))
         self.SEED = int(train.get("seed", -1))
+
+    def set_score_thresh(self, value: float):
+        """``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` and the model's
+        ``roi_heads.box_predictor.test_score_thresh``."""
+        self.lazy.model.roi_heads.box_predictor.test_score_thresh = value
+        self.MODEL.ROI_HEADS.SCORE_THRESH_TEST = value
+
+
+def _dataset_names(loader) -> tuple:
+    """A loader config's ``dataset.names`` (a name or a list) as a tuple; () if none."""
+    names = loader.get("dataset", {}).get("names", ())
+    return (names,) if isinstance(names, str) else tuple(names)
 
 
 def setup_cfg(config_file: str, opts: Optional[List[str]] = None, allow_lazy: bool = False):
@@ -128,8 +150,8 @@ def setup_cfg(config_file: str, opts: Optional[List[str]] = None, allow_lazy: bo
     if is_lazy_config(config_file):
         if not allow_lazy:
             raise ConfigError("{}: a Python config; this tool reads YAML configs only "
-                              "(tools/inspect_pipeline.py and tools/visualize_anchors.py read "
-                              "both)".format(config_file))
+                              "(tools/inspect_pipeline.py, tools/visualize_anchors.py and "
+                              "tools/predict.py read both)".format(config_file))
         return LazyInspectionConfig(load_lazy_config(config_file, opts))
     cfg = load_frcnn_config(config_file, opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
