@@ -35,6 +35,32 @@ def load_tool(name):
     return module
 
 
+def _loggers():
+    import logging
+
+    yield None, logging.getLogger()
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            yield name, logger
+
+
+@pytest.fixture(autouse=True)
+def _logging_handlers_of_the_test():
+    """Handlers a test adds (the tools run in-process call detectron2's ``setup_logger`` and
+    ``logging.basicConfig``, whose stream handlers hold the test's captured, later closed,
+    stdout/stderr) are removed after it, and ``setup_logger``'s cache cleared, so that a later
+    test's log records do not end in a "--- Logging error ---" on a closed stream."""
+    before = {name: list(logger.handlers) for name, logger in _loggers()}
+    yield
+    for name, logger in _loggers():
+        for handler in list(logger.handlers):
+            if handler not in before.get(name, ()):
+                logger.removeHandler(handler)
+    from detectron2.utils.logger import setup_logger
+
+    setup_logger.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one intra-op thread is much faster on busy shared cores."""
