@@ -140,6 +140,11 @@ def add_frcnn_config(cfg):
     # ---------------------------------------------------------------------------------------
     # Dropout probability after fc6 and after fc7 (VGG and the paper: 0.5; 0 disables it).
     _C.MODEL.ROI_BOX_HEAD.DROPOUT = 0.5
+    # Truncated SVD of fc6 and fc7 (Fast R-CNN section 3.1): [rank of fc6, rank of fc7]; 0 keeps
+    # that layer whole. Each layer becomes two (in -> rank, rank -> out); the factors are
+    # computed from the full weights when a checkpoint is loaded (error logged per layer), or
+    # taken from a checkpoint written by tools/compress_fc.py. The paper: [1024, 256].
+    _C.MODEL.ROI_BOX_HEAD.FC_SVD_RANKS = [0, 0]
 
     # ---------------------------------------------------------------------------------------
     # Anchors as base size x scales x ratios (MODEL.ANCHOR_GENERATOR.NAME:

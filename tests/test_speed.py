@@ -1,0 +1,177 @@
+"""Inference speed options (issue 13): truncated SVD of fc6/fc7, channels-last, int8 fc layers.
+Every test uses the tiny model (VGG11, fc6/fc7 of 32, 64 px images); nothing asserts a timing."""
+import os
+import tempfile
+import unittest
+
+import torch
+from torch import nn
+
+from detectron2.modeling import build_model
+
+import frcnn_plugin  # noqa: F401
+from frcnn_plugin.cli import CheckpointError, ConfigError, OutputExistsError
+from frcnn_plugin.config_checks import validate_frcnn_config
+from frcnn_plugin.engine.checkpoint import AtomicCheckpointer
+from frcnn_plugin.modeling.fc_svd import SVDLinear, compress_fc_state_dict, truncated_svd
+from tests.conftest import TINY_MODEL, load_config, load_tool
+
+DEMO = "vgg16_frcnn_shapes_demo.yaml"
+FC6, FC7 = "roi_heads.box_head.fc6", "roi_heads.box_head.fc7"
+
+
+def tiny(*opts):
+    return load_config(DEMO, *TINY_MODEL, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", *opts)
+
+
+def trained_like(cfg, seed=0):
+    """The tiny model with random weights of a trained model's scale (so that fc6's spectrum is
+    not flat); eval mode."""
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for p in model.roi_heads.parameters():
+            p.normal_(0, 0.05)
+        # a decaying spectrum, as trained layers have
+        for fc in (model.roi_heads.box_head.fc6, model.roi_heads.box_head.fc7):
+            if isinstance(fc, nn.Linear):
+                u, s, vh = torch.linalg.svd(fc.weight, full_matrices=False)
+                s = s * torch.exp(-torch.arange(len(s), dtype=s.dtype) / 6)
+                fc.weight.copy_((u * s) @ vh)
+    return model
+
+
+class TestTruncatedSVD(unittest.TestCase):
+    def test_full_rank_reproduces_the_layer(self):
+        torch.manual_seed(0)
+        linear = nn.Linear(48, 20)
+        svd = SVDLinear.from_linear(linear, rank=20)
+        x = torch.randn(5, 48)
+        torch.testing.assert_close(svd(x), linear(x), atol=1e-5, rtol=1e-4)
+        self.assertLess(svd.last_error["relative_error"], 1e-6)
+
+    def test_rank_k_error_is_the_closed_form(self):
+        torch.manual_seed(1)
+        w = torch.randn(30, 50, dtype=torch.float64)
+        s = torch.linalg.svdvals(w)
+        for k in (1, 7, 29):
+            v, us, error = truncated_svd(w, k)
+            dropped = float(s[k:].pow(2).sum().sqrt())
+            self.assertAlmostEqual(error["frobenius_error"], dropped, places=8)
+            self.assertAlmostEqual(float(torch.linalg.norm(w - us @ v)), dropped, places=8)
+            self.assertAlmostEqual(error["relative_error"], dropped / float(torch.linalg.norm(w)))
+            self.assertEqual(error["compressed_parameters"], k * (30 + 50))
+            self.assertEqual(tuple(v.shape), (k, 50))
+            self.assertEqual(tuple(us.shape), (30, k))
+
+    def test_bad_ranks(self):
+        with self.assertRaises(ValueError):
+            truncated_svd(torch.randn(4, 6), 5)
+        with self.assertRaises(ValueError):
+            SVDLinear(6, 4, 0)
+        for ranks, named in (("[-1, 0]", "integers >= 0"), ("[4]", "[rank of fc6"),
+                             ("[1.5, 2]", "integers >= 0")):
+            with self.assertRaises(ConfigError) as e:
+                validate_frcnn_config(tiny("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", ranks))
+            self.assertIn("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", str(e.exception))
+            self.assertIn(named, str(e.exception))
+        with self.assertRaises(ConfigError) as e:  # fc7 is 32 -> 32
+            build_model(tiny("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[8, 33]"))
+        self.assertIn("allowed: 0 (off) or 1 ... 32", str(e.exception))
+        with self.assertRaises(ConfigError) as e:
+            validate_frcnn_config(tiny("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[8, 4]",
+                                       "MODEL.ROI_BOX_HEAD.NAME", "FastRCNNConvFCHead"))
+        self.assertIn("VGGFCHead", str(e.exception))
+
+
+class TestSVDCheckpoints(unittest.TestCase):
+    """A full checkpoint loaded into a model with ranks, tools/compress_fc.py's file loaded
+    with the same ranks, other ranks and none."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.full = trained_like(tiny())
+        cls.path = os.path.join(cls.tmp.name, "model_final.pth")
+        torch.save({"model": cls.full.state_dict(), "iteration": 3}, cls.path)
+        torch.manual_seed(0)
+        cls.inputs = [{"image": torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)}]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def load(self, path, *opts):
+        model = build_model(tiny(*opts)).eval()
+        AtomicCheckpointer(model).load(path)
+        return model
+
+    def check_factors(self, model, layer, rank, loaded_full=True):
+        full = self.full.state_dict()[layer + ".weight"]
+        svd = model.get_submodule(layer)
+        self.assertIsInstance(svd, SVDLinear)
+        self.assertEqual(svd.rank, rank)
+        s = torch.linalg.svdvals(full.double())
+        error = float(torch.linalg.norm(full.double() - svd.full_weight().double()))
+        self.assertAlmostEqual(error, float(s[rank:].pow(2).sum().sqrt()), places=4)
+        if loaded_full:  # else the logged error is that of the factors the checkpoint had
+            self.assertAlmostEqual(svd.last_error["frobenius_error"], error, places=4)
+
+    def test_full_checkpoint_is_factorized_at_load(self):
+        with self.assertLogs("frcnn_plugin.modeling.fc_svd", "INFO") as logs:
+            model = self.load(self.path, "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[8, 4]")
+        self.assertTrue(any("fc6: truncated SVD rank 8 of 32" in m for m in logs.output))
+        self.assertTrue(any("relative Frobenius error" in m for m in logs.output))
+        self.check_factors(model, FC6, 8)
+        self.check_factors(model, FC7, 4)
+        for name, p in self.full.state_dict().items():  # the rest is untouched
+            if not name.startswith((FC6, FC7)):
+                self.assertTrue(torch.equal(p, model.state_dict()[name]), name)
+        # full rank: the same detections
+        model = self.load(self.path, "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[32, 32]")
+        with torch.no_grad():
+            a = self.full(self.inputs)[0]["instances"]
+            b = model(self.inputs)[0]["instances"]
+        torch.testing.assert_close(b.scores, a.scores, atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(b.pred_boxes.tensor, a.pred_boxes.tensor, atol=1e-2,
+                                   rtol=1e-4)
+
+    def test_plain_load_state_dict_factorizes_too(self):
+        model = build_model(tiny("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[8, 0]")).eval()
+        incompatible = model.load_state_dict(self.full.state_dict())
+        self.assertEqual((incompatible.missing_keys, incompatible.unexpected_keys), ([], []))
+        self.check_factors(model, FC6, 8)
+        self.assertIsInstance(model.roi_heads.box_head.fc7, nn.Linear)
+
+    def test_compress_tool_round_trip(self):
+        tool = load_tool("compress_fc")
+        out = os.path.join(self.tmp.name, "svd.pth")
+        errors = tool.main([self.path, out, "--ranks", "8", "4"])
+        self.assertEqual(set(errors), {FC6, FC7})
+        saved = torch.load(out, map_location="cpu", weights_only=True)
+        self.assertEqual(saved["fc_svd"]["ranks"], {FC6: 8, FC7: 4})
+        self.assertNotIn("iteration", saved)
+        self.assertEqual(tuple(saved["model"][FC6 + ".v.weight"].shape), (8, 512 * 7 * 7))
+        self.assertNotIn(FC6 + ".weight", saved["model"])
+        # same ranks: loaded as they are
+        same = self.load(out, "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[8, 4]")
+        direct = self.load(self.path, "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[8, 4]")
+        for k, v in direct.state_dict().items():
+            torch.testing.assert_close(same.state_dict()[k], v, msg=k)
+        # lower rank: re-factorized from the product (the top 2 of a rank-8 matrix)
+        lower = self.load(out, "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[2, 4]")
+        self.check_factors(lower, FC6, 2, loaded_full=False)
+        # SVD off: the product, W_k
+        plain = self.load(out)
+        torch.testing.assert_close(plain.roi_heads.box_head.fc6.weight,
+                                   direct.roi_heads.box_head.fc6.full_weight())
+        torch.testing.assert_close(plain.roi_heads.box_head.fc7.bias,
+                                   self.full.roi_heads.box_head.fc7.bias)
+        # refuses to overwrite; a bad rank is a user error
+        with self.assertRaises(OutputExistsError):
+            tool.main([self.path, out])
+        with self.assertRaises(CheckpointError) as e:
+            tool.main([self.path, out, "--overwrite", "--ranks", "40", "4"])
+        self.assertIn("allowed: 0 (off) or 1 ... 32", str(e.exception))
+        with self.assertRaises(CheckpointError):
+            compress_fc_state_dict({"a.weight": torch.zeros(2, 2)}, {FC6: 1})
