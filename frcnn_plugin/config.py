@@ -134,6 +134,11 @@ def add_frcnn_config(cfg):
     # VGG: Kaiming-normal, fan-out, ReLU gain, zero bias; norms weight 1, bias 0).
     _C.MODEL.VGG.INIT = "pytorch"
 
+    # Run the backbone and the RPN head in the channels_last (NHWC) memory format, in training
+    # and inference (needs MODEL.META_ARCHITECTURE "FRCNNGeneralizedRCNN"). Same outputs within
+    # float tolerance; measured faster for VGG16's convolutions on CPU (see BENCHMARKS.md).
+    _C.MODEL.CHANNELS_LAST = False
+
     # ---------------------------------------------------------------------------------------
     # VGG fc6/fc7 box head (MODEL.ROI_BOX_HEAD.NAME: "VGGFCHead"); it reads
     # MODEL.ROI_BOX_HEAD.FC_DIM (the paper: 4096).
@@ -145,6 +150,12 @@ def add_frcnn_config(cfg):
     # computed from the full weights when a checkpoint is loaded (error logged per layer), or
     # taken from a checkpoint written by tools/compress_fc.py. The paper: [1024, 256].
     _C.MODEL.ROI_BOX_HEAD.FC_SVD_RANKS = [0, 0]
+    # CPU inference only: int8 dynamic quantization of fc6/fc7 (weights int8, activations
+    # quantized per batch), applied after the checkpoint is loaded (tools/predict.py,
+    # tools/train_net.py --eval-only, the benchmark). See frcnn_plugin.modeling.quantize.
+    _C.MODEL.ROI_BOX_HEAD.FC_INT8 = False
+    # With FC_INT8: quantize the box predictor (cls_score, bbox_pred) too.
+    _C.MODEL.ROI_BOX_HEAD.FC_INT8_PREDICTOR = False
 
     # ---------------------------------------------------------------------------------------
     # Anchors as base size x scales x ratios (MODEL.ANCHOR_GENERATOR.NAME:

@@ -196,6 +196,20 @@ def _check_speed(p):
             "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS={!r} with MODEL.ROI_BOX_HEAD.NAME={!r}; allowed: "
             "[0, 0], or the VGGFCHead box head (the only one that reads it)".format(
                 p.get("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS"), p.get("MODEL.ROI_BOX_HEAD.NAME")))
+    for key in ("MODEL.ROI_BOX_HEAD.FC_INT8", "MODEL.ROI_BOX_HEAD.FC_INT8_PREDICTOR"):
+        p.require(key, lambda v: isinstance(v, bool), "True or False")
+    if p.get("MODEL.ROI_BOX_HEAD.FC_INT8") is True and not str(
+            p.get("MODEL.DEVICE")).startswith("cpu"):
+        p.lines.append("MODEL.ROI_BOX_HEAD.FC_INT8=True with MODEL.DEVICE={!r}; allowed: "
+                       "MODEL.DEVICE cpu (int8 dynamic quantization runs on the CPU)".format(
+                           p.get("MODEL.DEVICE")))
+    cl_ok = p.require("MODEL.CHANNELS_LAST", lambda v: isinstance(v, bool), "True or False")
+    if cl_ok and p.get("MODEL.CHANNELS_LAST") and p.get(
+            "MODEL.META_ARCHITECTURE") != "FRCNNGeneralizedRCNN":
+        p.lines.append(
+            "MODEL.CHANNELS_LAST=True with MODEL.META_ARCHITECTURE={!r}; allowed: False, or "
+            "the FRCNNGeneralizedRCNN meta-architecture (which applies it)".format(
+                p.get("MODEL.META_ARCHITECTURE")))
 
 
 def _check_input_and_solver(p):

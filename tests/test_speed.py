@@ -175,3 +175,154 @@ class TestSVDCheckpoints(unittest.TestCase):
         self.assertIn("allowed: 0 (off) or 1 ... 32", str(e.exception))
         with self.assertRaises(CheckpointError):
             compress_fc_state_dict({"a.weight": torch.zeros(2, 2)}, {FC6: 1})
+
+
+class TestChannelsLast(unittest.TestCase):
+    """MODEL.CHANNELS_LAST: same outputs, losses and gradients as the default layout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.default = trained_like(tiny())
+        cls.nhwc = build_model(tiny("MODEL.CHANNELS_LAST", "True")).eval()
+        cls.nhwc.load_state_dict(cls.default.state_dict())
+        torch.manual_seed(0)
+        cls.images = [torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8) for _ in range(2)]
+
+    def test_weights_and_features_are_channels_last(self):
+        from frcnn_plugin.modeling.memory_format import is_channels_last
+
+        self.assertTrue(is_channels_last(self.nhwc.backbone))
+        self.assertTrue(is_channels_last(self.nhwc.proposal_generator.rpn_head))
+        self.assertFalse(is_channels_last(self.default.backbone))
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            feature = self.nhwc.backbone(x)["conv5"]
+            ref = self.default.backbone(x)["conv5"]
+        self.assertTrue(feature.is_contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(feature, ref, atol=1e-4, rtol=1e-4)
+
+    def test_same_detections(self):
+        inputs = [{"image": im} for im in self.images]
+        with torch.no_grad():
+            for a, b in zip(self.default(inputs), self.nhwc(inputs)):
+                a, b = a["instances"], b["instances"]
+                self.assertEqual(len(a), len(b))
+                torch.testing.assert_close(b.scores, a.scores, atol=1e-4, rtol=1e-4)
+                torch.testing.assert_close(b.pred_boxes.tensor, a.pred_boxes.tensor, atol=1e-3,
+                                           rtol=1e-4)
+                self.assertTrue(torch.equal(b.pred_classes, a.pred_classes))
+
+    def test_same_losses_and_gradients(self):
+        from detectron2.structures import Boxes, Instances
+        from detectron2.utils.events import EventStorage
+
+        inst = Instances((64, 80), gt_boxes=Boxes(torch.tensor([[8.0, 8.0, 40.0, 48.0]])),
+                         gt_classes=torch.tensor([1]))
+        inputs = [{"image": im, "instances": inst} for im in self.images]
+        grads = []
+        for model in (self.default, self.nhwc):
+            torch.manual_seed(3)  # the samplers draw the same anchors and RoIs
+            model.train()
+            model.zero_grad()
+            try:
+                with EventStorage(0):
+                    losses = model(inputs)
+                sum(losses.values()).backward()
+            finally:
+                model.eval()
+            grads.append((losses, {n: p.grad.clone() for n, p in model.named_parameters()
+                                   if p.grad is not None}))
+        (la, ga), (lb, gb) = grads
+        for k in la:
+            torch.testing.assert_close(lb[k], la[k], atol=1e-4, rtol=1e-3, msg=k)
+        self.assertEqual(set(ga), set(gb))
+        for n in ga:
+            torch.testing.assert_close(gb[n], ga[n], atol=1e-4, rtol=1e-3, msg=n)
+        self.assertTrue(self.nhwc.backbone.conv1_1.weight.grad.is_contiguous(
+            memory_format=torch.channels_last))
+
+    def test_needs_the_plugins_meta_architecture(self):
+        with self.assertRaises(ConfigError) as e:
+            validate_frcnn_config(tiny("MODEL.CHANNELS_LAST", "True",
+                                       "MODEL.META_ARCHITECTURE", "GeneralizedRCNN"))
+        self.assertIn("FRCNNGeneralizedRCNN", str(e.exception))
+
+
+class TestInt8(unittest.TestCase):
+    """MODEL.ROI_BOX_HEAD.FC_INT8: int8 fc layers close to fp32. Tolerance: the box head's
+    output within 5 % (relative Frobenius norm) and the class probabilities within 0.05."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.fp32 = trained_like(tiny())
+        cls.path = os.path.join(cls.tmp.name, "model.pth")
+        torch.save({"model": cls.fp32.state_dict()}, cls.path)
+        torch.manual_seed(0)
+        cls.features = torch.randn(20, 512, 7, 7).relu()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def build(self, *opts):
+        from frcnn_plugin.inspection.cli import build_inspection_model
+
+        cfg = tiny(*opts)
+        validate_frcnn_config(cfg)
+        model, _ = build_inspection_model(cfg, self.path)
+        return model
+
+    def check_close(self, model, predictor):
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+        quantized = [n for n, m in model.roi_heads.named_modules()
+                     if isinstance(m, DynamicLinear)]
+        self.assertIn("box_head.fc6", quantized)
+        self.assertEqual("box_predictor.cls_score" in quantized, predictor)
+        with torch.no_grad():
+            ref = self.fp32.roi_heads.box_head(self.features)
+            out = model.roi_heads.box_head(self.features)
+            self.assertLess(float((out - ref).norm() / ref.norm()), 0.05)
+            p_ref = self.fp32.roi_heads.box_predictor(ref)[0].softmax(-1)
+            p_out = model.roi_heads.box_predictor(out)[0].softmax(-1)
+            self.assertLess(float((p_out - p_ref).abs().max()), 0.05)
+
+    def test_int8_close_to_fp32_without_deprecation_warnings(self):
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = self.build("MODEL.ROI_BOX_HEAD.FC_INT8", "True")
+        self.assertEqual([str(w.message)[:60] for w in caught
+                          if issubclass(w.category, DeprecationWarning)], [])
+        self.check_close(model, predictor=False)
+        image = [{"image": torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)}]
+        with torch.no_grad():
+            self.assertGreater(len(model(image)[0]["instances"]), 0)
+
+    def test_int8_with_predictor_and_svd(self):
+        model = self.build("MODEL.ROI_BOX_HEAD.FC_INT8", "True",
+                           "MODEL.ROI_BOX_HEAD.FC_INT8_PREDICTOR", "True",
+                           "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[32, 32]")
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+        self.assertIsInstance(model.roi_heads.box_head.fc6.v, DynamicLinear)
+        self.assertIsInstance(model.roi_heads.box_predictor.bbox_pred, DynamicLinear)
+        with torch.no_grad():
+            ref = self.fp32.roi_heads.box_head(self.features)
+            out = model.roi_heads.box_head(self.features)
+        # four int8 layers (two per SVD layer) instead of two: measured 0.05, bound 0.1
+        self.assertLess(float((out - ref).norm() / ref.norm()), 0.1)
+
+    def test_inference_only_and_cpu_only(self):
+        from frcnn_plugin.modeling.quantize import quantize_fc_int8
+
+        with self.assertRaises(ConfigError) as e:
+            quantize_fc_int8(build_model(tiny()).train())
+        self.assertIn("inference only", str(e.exception))
+        cfg = tiny("MODEL.ROI_BOX_HEAD.FC_INT8", "True")
+        cfg.MODEL.DEVICE = "cuda"
+        with self.assertRaises(ConfigError) as e:
+            validate_frcnn_config(cfg)
+        self.assertIn("MODEL.DEVICE cpu", str(e.exception))
