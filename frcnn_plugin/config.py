@@ -138,6 +138,10 @@ def add_frcnn_config(cfg):
     # and inference (needs MODEL.META_ARCHITECTURE "FRCNNGeneralizedRCNN"). Same outputs within
     # float tolerance; measured faster for VGG16's convolutions on CPU (see BENCHMARKS.md).
     _C.MODEL.CHANNELS_LAST = False
+    # Inference only: run the backbone, the RPN head and the box head and predictor under
+    # torch.autocast with bfloat16 (outputs back to float32; RoI pooling and NMS stay float32).
+    # Gains only on CPUs/GPUs with fast bf16 (see BENCHMARKS.md); AP can drop slightly.
+    _C.MODEL.BF16_AUTOCAST = False
 
     # ---------------------------------------------------------------------------------------
     # VGG fc6/fc7 box head (MODEL.ROI_BOX_HEAD.NAME: "VGGFCHead"); it reads

@@ -196,7 +196,8 @@ def _check_speed(p):
             "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS={!r} with MODEL.ROI_BOX_HEAD.NAME={!r}; allowed: "
             "[0, 0], or the VGGFCHead box head (the only one that reads it)".format(
                 p.get("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS"), p.get("MODEL.ROI_BOX_HEAD.NAME")))
-    for key in ("MODEL.ROI_BOX_HEAD.FC_INT8", "MODEL.ROI_BOX_HEAD.FC_INT8_PREDICTOR"):
+    for key in ("MODEL.ROI_BOX_HEAD.FC_INT8", "MODEL.ROI_BOX_HEAD.FC_INT8_PREDICTOR",
+                "MODEL.BF16_AUTOCAST"):
         p.require(key, lambda v: isinstance(v, bool), "True or False")
     if p.get("MODEL.ROI_BOX_HEAD.FC_INT8") is True and not str(
             p.get("MODEL.DEVICE")).startswith("cpu"):

@@ -4,6 +4,8 @@ import os
 import tempfile
 import unittest
 
+import pytest
+
 import torch
 from torch import nn
 
@@ -326,3 +328,42 @@ class TestInt8(unittest.TestCase):
         with self.assertRaises(ConfigError) as e:
             validate_frcnn_config(cfg)
         self.assertIn("MODEL.DEVICE cpu", str(e.exception))
+
+
+@pytest.mark.usefixtures("tiny_shapes")
+class TestVariantsBenchmark(unittest.TestCase):
+    """tools/benchmark.py --task variants end to end on the tiny model (2 training iterations,
+    in process): every variant evaluated and timed, ratios consistent. No timing asserted."""
+
+    def test_variants_task(self):
+        import json
+
+        from tests.test_benchmark import DEMO as DEMO_PATH
+        from tests.test_benchmark import TINY
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "variants.json")
+            load_tool("benchmark").main([
+                "--config-file", DEMO_PATH, "--task", "variants", "--peers", "torchvision",
+                "--variants", "fp32,channels_last+svd+int8,bf16", "--svd-ranks", "8,4",
+                "--iters", "2", "--warmup", "1", "--repeats", "2", "--num-images", "2",
+                "--no-isolate", "--json", out, *TINY, "SOLVER.MAX_ITER", "2",
+                "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()"])
+            with open(out) as f:
+                saved = json.load(f)
+        labels = ["plugin fp32", "plugin channels_last+svd+int8", "plugin bf16",
+                  "torchvision fp32", "torchvision channels_last+svd+int8", "torchvision bf16"]
+        self.assertEqual(list(saved["models"]), labels)
+        self.assertEqual(saved["settings"]["input"]["svd_ranks"], [8, 4])
+        fp32, tv = saved["models"]["plugin fp32"], saved["models"]["torchvision fp32"]
+        for label in labels:
+            m, r = saved["models"][label], saved["ratios"][label]
+            self.assertIn("AP50", m["bbox"], label)
+            self.assertEqual(m["latency_s"]["n"], 4)
+            self.assertAlmostEqual(r["latency_vs_fp32"],
+                                   m["latency_s"]["median"] / fp32["latency_s"]["median"])
+            self.assertAlmostEqual(r["latency_vs_torchvision_fp32"],
+                                   m["latency_s"]["median"] / tv["latency_s"]["median"])
+        self.assertEqual(saved["ratios"]["plugin fp32"]["AP_minus_fp32"], 0)
+        self.assertEqual(saved["models"]["plugin channels_last+svd+int8"]["model"]["svd_ranks"],
+                         [8, 4])

@@ -423,7 +423,13 @@ def _open_session(spec: Dict[str, object]):
     if task == "data":
         return data_session(cfg, spec["dataset_dicts"], warmup=warmup, seed=spec["seed"]), {
             "kind": spec["kind"], "baseline_rss_mb": baseline}
-    model, info = build_benchmark_model(cfg, spec["kind"], seed=spec["seed"])
+    if spec.get("variant"):  # the variants task: trained weights, inference tricks
+        from .variants import build_variant
+
+        model, info = build_variant(cfg, spec["kind"], spec["variant"], spec["weights"],
+                                    spec.get("svd_ranks", (1024, 256)))
+    else:
+        model, info = build_benchmark_model(cfg, spec["kind"], seed=spec["seed"])
     info["baseline_rss_mb"] = baseline
     if task == "train":
         session = train_session(model, spec["batches"], cfg, warmup=warmup, amp=spec["amp"])
@@ -468,7 +474,7 @@ class Worker:
     """
 
     def __init__(self, spec: Dict[str, object], isolate: bool = True):
-        self.kind, self.isolate, self.spec = spec["kind"], isolate, spec
+        self.kind, self.isolate, self.spec = spec.get("label", spec["kind"]), isolate, spec
         if not isolate:
             return
         ctx = multiprocessing.get_context("spawn")
