@@ -91,9 +91,10 @@ def main(argv=None):
                                       "errors": errors}})
     for layer, e in errors.items():
         print("{}: rank {} of {}, weights {:.2f}M -> {:.2f}M, relative Frobenius error {:.4f}, "
-              "kept energy {:.2%}".format(layer, e["rank"], e["full_rank"], e["parameters"] / 1e6,
-                                          e["compressed_parameters"] / 1e6, e["relative_error"],
-                                          e["kept_energy"]))
+              "kept energy {:.2%}, SVD {:.1f} s".format(
+                  layer, e["rank"], e["full_rank"], e["parameters"] / 1e6,
+                  e["compressed_parameters"] / 1e6, e["relative_error"], e["kept_energy"],
+                  e["seconds"]))
     print("Wrote {}. Load it with MODEL.WEIGHTS {} MODEL.ROI_BOX_HEAD.FC_SVD_RANKS \"[{}, {}]\""
           .format(args.output, args.output, *args.ranks))
     return errors

@@ -15,6 +15,7 @@ is exact and closed-form: ``||W - W_k||_F = sqrt(sum of the discarded s_i^2)``.
 """
 import logging
 import math
+import time
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
@@ -57,6 +58,7 @@ def truncated_svd(weight: torch.Tensor, rank: int) -> Tuple[torch.Tensor, torch.
     if not 1 <= rank <= min(out_features, in_features):
         raise ValueError("rank {} for a {} x {} weight; allowed: 1 ... {}".format(
             rank, out_features, in_features, min(out_features, in_features)))
+    start = time.perf_counter()
     w = weight.detach()
     if w.dtype not in (torch.float32, torch.float64):  # e.g. half: SVD in float32
         w = w.float()
@@ -66,17 +68,18 @@ def truncated_svd(weight: torch.Tensor, rank: int) -> Tuple[torch.Tensor, torch.
     error = svd_error(s, rank)
     error.update(rank=rank, full_rank=min(out_features, in_features),
                  parameters=out_features * in_features,
-                 compressed_parameters=rank * (out_features + in_features))
+                 compressed_parameters=rank * (out_features + in_features),
+                 seconds=time.perf_counter() - start)
     return v, us, error
 
 
 def _describe(name: str, error: dict) -> str:
     return ("{}: truncated SVD rank {} of {}, weights {:.2f}M -> {:.2f}M ({:.2f}x), relative "
-            "Frobenius error {:.4f} (absolute {:.4g}), kept energy {:.2%}".format(
+            "Frobenius error {:.4f} (absolute {:.4g}), kept energy {:.2%}, SVD {:.1f} s".format(
                 name or "linear", error["rank"], error["full_rank"], error["parameters"] / 1e6,
                 error["compressed_parameters"] / 1e6,
                 error["compressed_parameters"] / error["parameters"], error["relative_error"],
-                error["frobenius_error"], error["kept_energy"]))
+                error["frobenius_error"], error["kept_energy"], error["seconds"]))
 
 
 class SVDLinear(nn.Module):
