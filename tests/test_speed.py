@@ -390,3 +390,28 @@ class TestBF16(unittest.TestCase):
             out = bf16(image)[0]["instances"]
         self.assertGreater(len(out), 0)
         self.assertEqual(out.scores.dtype, torch.float32)
+
+
+class TestPeersGetTheTricks(unittest.TestCase):
+    def test_train_and_inference_tasks_give_peers_the_configs_tricks(self):
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+        from frcnn_plugin.benchmark import build_benchmark_model
+        from frcnn_plugin.benchmark.variants import apply_config_tricks
+        from frcnn_plugin.modeling.memory_format import is_channels_last
+
+        cfg = tiny("MODEL.CHANNELS_LAST", "True", "MODEL.ROI_BOX_HEAD.FC_INT8", "True",
+                   "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS", "[8, 0]")
+        for kind in ("plugin", "d2", "torchvision"):
+            model, _ = build_benchmark_model(cfg, kind)
+            self.assertEqual(apply_config_tricks(cfg, kind, model, inference=True),
+                             ["channels_last", "svd", "int8"], kind)
+            inner = model.model if kind == "torchvision" else model
+            self.assertTrue(is_channels_last(inner.backbone), kind)
+            head = inner.roi_heads.box_head
+            self.assertIsInstance(head.fc6.v, DynamicLinear, kind)
+            self.assertIsInstance(head.fc7, DynamicLinear, kind)
+        model, _ = build_benchmark_model(cfg, "torchvision")
+        self.assertEqual(apply_config_tricks(cfg, "torchvision", model, inference=False),
+                         ["channels_last", "svd"])
+        self.assertIsInstance(model.model.roi_heads.box_head.fc6, SVDLinear)

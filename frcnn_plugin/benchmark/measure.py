@@ -429,7 +429,11 @@ def _open_session(spec: Dict[str, object]):
         model, info = build_variant(cfg, spec["kind"], spec["variant"], spec["weights"],
                                     spec.get("svd_ranks", (1024, 256)))
     else:
+        from .variants import apply_config_tricks
+
         model, info = build_benchmark_model(cfg, spec["kind"], seed=spec["seed"])
+        # MODEL.CHANNELS_LAST, FC_SVD_RANKS, FC_INT8, BF16_AUTOCAST for every model alike
+        info["tricks"] = apply_config_tricks(cfg, spec["kind"], model, task == "inference")
     info["baseline_rss_mb"] = baseline
     if task == "train":
         session = train_session(model, spec["batches"], cfg, warmup=warmup, amp=spec["amp"])

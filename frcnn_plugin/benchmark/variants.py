@@ -107,6 +107,43 @@ def _torchvision_tricks(peer, tricks, svd_ranks):
                                          "model.roi_heads.box_predictor"))
 
 
+def config_tricks(cfg) -> Tuple[str, ...]:
+    """The tricks a config's keys turn on (``MODEL.CHANNELS_LAST``, ``FC_SVD_RANKS``,
+    ``FC_INT8``, ``MODEL.BF16_AUTOCAST``)."""
+    box = cfg.MODEL.ROI_BOX_HEAD
+    on = {"channels_last": cfg.MODEL.get("CHANNELS_LAST", False),
+          "svd": any(box.get("FC_SVD_RANKS", (0, 0))), "int8": box.get("FC_INT8", False),
+          "bf16": cfg.MODEL.get("BF16_AUTOCAST", False)}
+    return tuple(t for t in TRICKS if on[t])
+
+
+def apply_config_tricks(cfg, kind: str, model: nn.Module, inference: bool) -> List[str]:
+    """Give a peer of the train / inference tasks the tricks of the plugin's config, so that
+    the ratios compare like with like: channels-last (every kind, training too; the plugin has
+    it from its meta-architecture), and for inference int8 and bf16 (the plugin and the d2 peer
+    through :func:`~frcnn_plugin.modeling.quantize.prepare_for_inference`, torchvision on its
+    own modules). The SVD is structural: the d2 peer is built with the ranks (same box head);
+    torchvision's fc6/fc7 are factorized here. Returns the tricks applied."""
+    from ..modeling.memory_format import apply_channels_last
+    from ..modeling.quantize import prepare_for_inference
+
+    tricks = config_tricks(cfg)
+    if not tricks:
+        return []
+    if kind == "torchvision":
+        ranks = list(cfg.MODEL.ROI_BOX_HEAD.FC_SVD_RANKS)
+        if inference:
+            model.eval()
+        _torchvision_tricks(model, tricks if inference else
+                            tuple(t for t in tricks if t in ("channels_last", "svd")), ranks)
+    else:
+        if kind != "plugin" and "channels_last" in tricks:
+            apply_channels_last(model)
+        if inference:
+            prepare_for_inference(cfg, model.eval())
+    return list(tricks) if inference else [t for t in tricks if t in ("channels_last", "svd")]
+
+
 def build_variant(cfg, kind: str, variant: str, weights: str,
                   svd_ranks: Sequence[int] = (1024, 256)) -> Tuple[nn.Module, dict]:
     """Build ``kind`` ("plugin" or "torchvision") as ``variant`` with the trained ``weights``
