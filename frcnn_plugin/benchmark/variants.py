@@ -10,7 +10,7 @@ module and its fc6/fc7 the plugin's ``VGGFCHead``); registered backends are the 
 """
 import logging
 import os
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -85,8 +85,9 @@ def variant_config(cfg, tricks: Sequence[str], svd_ranks: Sequence[int] = (1024,
     return cfg
 
 
-def _torchvision_tricks(peer, tricks, svd_ranks):
-    """The tricks on the torchvision peer (after its weights are loaded)."""
+def _torchvision_tricks(peer, tricks, svd_ranks, factorize: bool = True):
+    """The tricks on the torchvision peer (after its weights are loaded); ``factorize`` False:
+    SVD layers of the right shapes with their own random initialization."""
     from ..modeling.fc_svd import SVDLinear
     from ..modeling.memory_format import apply_channels_last
     from ..modeling.quantize import apply_bf16_autocast, quantize_fc_int8
@@ -97,8 +98,12 @@ def _torchvision_tricks(peer, tricks, svd_ranks):
     if "svd" in tricks:
         head = tv.roi_heads.box_head
         for name, rank in zip(("fc6", "fc7"), svd_ranks):
-            if rank:
-                setattr(head, name, SVDLinear.from_linear(getattr(head, name), rank, name=name))
+            fc = getattr(head, name)
+            if rank and factorize:
+                setattr(head, name, SVDLinear.from_linear(fc, rank, name=name))
+            elif rank:
+                setattr(head, name, SVDLinear(fc.in_features, fc.out_features, rank, name=name)
+                        .to(fc.weight.device))
     if "int8" in tricks:
         quantize_fc_int8(peer, paths=("model.roi_heads.box_head",))
     if "bf16" in tricks:
@@ -144,11 +149,13 @@ def apply_config_tricks(cfg, kind: str, model: nn.Module, inference: bool) -> Li
     return list(tricks) if inference else [t for t in tricks if t in ("channels_last", "svd")]
 
 
-def build_variant(cfg, kind: str, variant: str, weights: str,
+def build_variant(cfg, kind: str, variant: str, weights: Optional[str],
                   svd_ranks: Sequence[int] = (1024, 256)) -> Tuple[nn.Module, dict]:
     """Build ``kind`` ("plugin" or "torchvision") as ``variant`` with the trained ``weights``
     (a checkpoint file: the plugin's through its checkpointer, so that SVD ranks are applied at
-    load; torchvision's a ``{"model": state_dict}``), in eval mode.
+    load; torchvision's a ``{"model": state_dict}``), in eval mode. ``weights`` None: the
+    seeded random initialization, SVD factors included (latency only: the SVD of an untrained
+    VGG16 fc6 costs minutes on a busy CPU and changes no timing).
 
     Returns:
         (model, info)
@@ -160,7 +167,8 @@ def build_variant(cfg, kind: str, variant: str, weights: str,
     from .peers import build_torchvision_peer
 
     tricks = parse_variant(variant)
-    info = {"kind": kind, "variant": variant, "weights": os.path.basename(weights)}
+    info = {"kind": kind, "variant": variant,
+            "weights": os.path.basename(weights) if weights else "untrained (seeded)"}
     if tricks and tricks[0] in VARIANT_BUILDERS:
         if kind != "plugin":
             raise ValueError("backend {!r} is the plugin's only".format(variant))
@@ -170,15 +178,19 @@ def build_variant(cfg, kind: str, variant: str, weights: str,
     ranks = svd_ranks_for(cfg, svd_ranks)
     if kind == "plugin":
         vcfg = variant_config(cfg, tricks, ranks)
+        torch.manual_seed(0)
         model = build_model(vcfg)
-        AtomicCheckpointer(model).load(weights)
+        if weights:
+            AtomicCheckpointer(model).load(weights)
         model = prepare_for_inference(vcfg, model.eval())
     elif kind == "torchvision":
+        torch.manual_seed(0)
         model = build_torchvision_peer(cfg).to(torch.device(cfg.MODEL.DEVICE))
-        state = torch.load(weights, map_location=cfg.MODEL.DEVICE, weights_only=True)
-        model.load_state_dict(state["model"])
+        if weights:
+            state = torch.load(weights, map_location=cfg.MODEL.DEVICE, weights_only=True)
+            model.load_state_dict(state["model"])
         model.eval()
-        _torchvision_tricks(model, tricks, ranks)
+        _torchvision_tricks(model, tricks, ranks, factorize=bool(weights))
     else:
         raise ValueError("model kind {!r}; allowed: plugin, torchvision".format(kind))
     info["class"] = "{}.{}".format(type(model).__module__, type(model).__name__)
@@ -294,18 +306,14 @@ def run_variants(cfg, options, tmpdir: str, log=print):
         variants.insert(0, "fp32")
     training = None
     weights = options.weights
-    if not weights and options.synthetic:  # latency only: untrained weights
-        from detectron2.modeling import build_model
-
-        torch.manual_seed(options.seed)
-        weights = os.path.join(tmpdir, "plugin_untrained.pth")
-        torch.save({"model": build_model(cfg).state_dict()}, weights)
-    elif not weights:
+    if not weights and not options.synthetic:  # (synthetic: latency only, untrained weights)
         weights = os.path.join(tmpdir, "plugin_trained.pth")
         training = _train_plugin(cfg, weights, options.seed, log)
     kinds = ["plugin"] + [p for p in options.peers if p == "torchvision"]
     paths = {"plugin": weights}
-    if "torchvision" in kinds:
+    if "torchvision" in kinds and not weights:
+        paths["torchvision"] = None
+    elif "torchvision" in kinds:
         paths["torchvision"] = os.path.join(tmpdir, "torchvision_from_plugin.pth")
         _torchvision_weights(cfg, weights, paths["torchvision"])
     if options.synthetic:  # generated images for the latency; no AP (no matching labels)
