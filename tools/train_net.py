@@ -45,7 +45,6 @@ from frcnn_plugin.cli import UserError, add_debug_flag, run_cli
 from frcnn_plugin.config import load_frcnn_config
 from frcnn_plugin.config_checks import check_output_dir, config_errors, validate_frcnn_config
 from frcnn_plugin.engine import AtomicCheckpointer, DistributedTrainingError, Trainer, launch
-from frcnn_plugin.modeling.quantize import prepare_for_inference
 
 logger = logging.getLogger("frcnn_plugin.train_net")
 
@@ -115,7 +114,9 @@ def main(args):
             )
         else:
             logger.warning("--eval-only with MODEL.WEIGHTS empty: evaluating an untrained model")
-        prepare_for_inference(cfg, model.eval())  # MODEL.ROI_BOX_HEAD.FC_INT8
+        from frcnn_plugin.modeling.quantize import prepare_for_inference
+
+        prepare_for_inference(cfg, model.eval())  # FC_INT8, BF16_AUTOCAST
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
