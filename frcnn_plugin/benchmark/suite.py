@@ -213,7 +213,8 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
                                    "on CPU torchvision's roi_pool has no bfloat16 autocast")
     started = time.time()
     load_before = machine_info(device)["load_avg_1_5_15"]
-    changes = {"MODEL.WEIGHTS": [cfg.MODEL.WEIGHTS, "(random init, seeded; peers copy it)"]}
+    changes = {} if options.task == "variants" else {  # variants: weights in settings.input
+        "MODEL.WEIGHTS": [cfg.MODEL.WEIGHTS, "(random init, seeded; peers copy it)"]}
     kinds = ["plugin"] + [p for p in options.peers if p != "none"]
     if options.task == "data":
         kinds = ["plugin"]  # one loader: the models do not take part
