@@ -318,7 +318,12 @@ class TestInt8(unittest.TestCase):
         self.assertLess(float((out - ref).norm() / ref.norm()), 0.1)
 
     def test_inference_only_and_cpu_only(self):
-        from frcnn_plugin.modeling.quantize import quantize_fc_int8
+        from types import SimpleNamespace
+
+        from frcnn_plugin.modeling.quantize import prepare_for_inference, quantize_fc_int8
+
+        model = build_model(tiny()).eval()  # a config without the keys (a LazyConfig) is a no-op
+        self.assertIs(prepare_for_inference(SimpleNamespace(lazy=True), model), model)
 
         with self.assertRaises(ConfigError) as e:
             quantize_fc_int8(build_model(tiny()).train())

@@ -137,8 +137,12 @@ def apply_bf16_autocast(model: nn.Module, paths=BF16_MODULES) -> List[str]:
 def prepare_for_inference(cfg, model: nn.Module) -> nn.Module:
     """The inference-only transforms a config asks for, applied to a loaded model in eval mode:
     ``MODEL.ROI_BOX_HEAD.FC_INT8`` (int8 fc6/fc7, and the predictor with
-    ``FC_INT8_PREDICTOR``) and ``MODEL.BF16_AUTOCAST``. Returns ``model`` (changed in place)."""
-    box = cfg.MODEL.ROI_BOX_HEAD
+    ``FC_INT8_PREDICTOR``) and ``MODEL.BF16_AUTOCAST``. Returns ``model`` (changed in place).
+    A config without these keys (e.g. a Python LazyConfig) changes nothing."""
+    try:
+        box = cfg.MODEL.ROI_BOX_HEAD
+    except (AttributeError, KeyError):
+        return model
     if box.get("FC_INT8", False):
         names = quantize_fc_int8(model, predictor=box.get("FC_INT8_PREDICTOR", False))
         logger.info("int8 (dynamic quantization): %s", ", ".join(names) or "no layer")
