@@ -420,3 +420,30 @@ class TestPeersGetTheTricks(unittest.TestCase):
         self.assertEqual(apply_config_tricks(cfg, "torchvision", model, inference=False),
                          ["channels_last", "svd"])
         self.assertIsInstance(model.model.roi_heads.box_head.fc6, SVDLinear)
+
+
+class TestVariantHook(unittest.TestCase):
+    def test_registered_backend_is_built_by_its_builder(self):
+        from frcnn_plugin.benchmark import variants
+
+        calls = []
+
+        def builder(cfg, weights, example):
+            calls.append((weights, example))
+            return build_model(cfg).eval(), {"backend": "dummy"}
+
+        with self.assertRaises(ValueError):
+            variants.register_variant("int8", builder)  # a built-in trick's name
+        variants.register_variant("dummy_backend", builder)
+        try:
+            self.assertEqual(variants.parse_variant("dummy_backend"), ("dummy_backend",))
+            _, info = variants.build_variant(tiny(), "plugin", "dummy_backend", "w.pth",
+                                             example={"image": None})
+            self.assertEqual(info["backend"], "dummy")
+            self.assertEqual(calls, [("w.pth", {"image": None})])
+            with self.assertRaises(ValueError):
+                variants.build_variant(tiny(), "torchvision", "dummy_backend", "w.pth")
+        finally:
+            variants.VARIANT_BUILDERS.pop("dummy_backend")
+        with self.assertRaises(ValueError):
+            variants.parse_variant("int8+fp16")

@@ -427,7 +427,7 @@ def _open_session(spec: Dict[str, object]):
         from .variants import build_variant
 
         model, info = build_variant(cfg, spec["kind"], spec["variant"], spec["weights"],
-                                    spec.get("svd_ranks", (1024, 256)))
+                                    spec.get("svd_ranks", (1024, 256)), spec["images"][0])
     else:
         from .variants import apply_config_tricks
 

@@ -33,14 +33,15 @@ logger = logging.getLogger(__name__)
 TRICKS = ("channels_last", "svd", "int8", "bf16")
 DEFAULT_VARIANTS = ("fp32", "channels_last", "svd", "int8", "svd+int8",
                     "channels_last+svd+int8", "bf16")
-# name -> builder(cfg, weights_path) -> (model with detectron2's interface: list of dicts in,
-# [{"instances": ...}] out, and a ``device`` attribute; info dict). The hook for other backends.
+# name -> builder(cfg, weights_path, example) -> (model with detectron2's interface: list of
+# dicts in, [{"instances": ...}] out, and a ``device`` attribute; info dict); ``example`` is one
+# mapped input dict (to trace an export on). The hook for other backends (ONNX Runtime).
 VARIANT_BUILDERS: Dict[str, Callable] = {}
 
 
 def register_variant(name: str, builder: Callable):
-    """Make ``name`` a variant of the plugin built by ``builder(cfg, weights_path)``; e.g. the
-    ONNX Runtime backend: ``register_variant("onnx", build_onnx_runtime_model)``."""
+    """Make ``name`` a variant of the plugin built by ``builder(cfg, weights_path, example)``;
+    e.g. the ONNX Runtime backend: ``register_variant("onnx", build_onnx_runtime_model)``."""
     if name in TRICKS or name == "fp32" or "+" in name:
         raise ValueError("variant name {!r} is taken by the built-in tricks".format(name))
     VARIANT_BUILDERS[name] = builder
@@ -150,7 +151,8 @@ def apply_config_tricks(cfg, kind: str, model: nn.Module, inference: bool) -> Li
 
 
 def build_variant(cfg, kind: str, variant: str, weights: Optional[str],
-                  svd_ranks: Sequence[int] = (1024, 256)) -> Tuple[nn.Module, dict]:
+                  svd_ranks: Sequence[int] = (1024, 256),
+                  example: Optional[dict] = None) -> Tuple[nn.Module, dict]:
     """Build ``kind`` ("plugin" or "torchvision") as ``variant`` with the trained ``weights``
     (a checkpoint file: the plugin's through its checkpointer, so that SVD ranks are applied at
     load; torchvision's a ``{"model": state_dict}``), in eval mode. ``weights`` None: the
@@ -172,7 +174,7 @@ def build_variant(cfg, kind: str, variant: str, weights: Optional[str],
     if tricks and tricks[0] in VARIANT_BUILDERS:
         if kind != "plugin":
             raise ValueError("backend {!r} is the plugin's only".format(variant))
-        model, more = VARIANT_BUILDERS[tricks[0]](cfg, weights)
+        model, more = VARIANT_BUILDERS[tricks[0]](cfg, weights, example)
         info.update(more or {})
         return model, info
     ranks = svd_ranks_for(cfg, svd_ranks)
@@ -334,7 +336,7 @@ def run_variants(cfg, options, tmpdir: str, log=print):
     accuracy = {label: {} for label in ("{} {}".format(k, v) for k, v in runs)}
     for kind, v in ([] if options.synthetic else runs):
         label = "{} {}".format(kind, v)
-        model, _ = build_variant(cfg, kind, v, paths[kind], options.svd_ranks)
+        model, _ = build_variant(cfg, kind, v, paths[kind], options.svd_ranks, images[0])
         accuracy[label] = evaluate_variant(cfg, model, os.path.join(tmpdir, "eval",
                                                                     label.replace(" ", "_")))
         ap = accuracy[label]
