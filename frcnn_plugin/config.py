@@ -134,12 +134,32 @@ def add_frcnn_config(cfg):
     # VGG: Kaiming-normal, fan-out, ReLU gain, zero bias; norms weight 1, bias 0).
     _C.MODEL.VGG.INIT = "pytorch"
 
+    # Run the backbone and the RPN head in the channels_last (NHWC) memory format, in training
+    # and inference (needs MODEL.META_ARCHITECTURE "FRCNNGeneralizedRCNN"). Same outputs within
+    # float tolerance; measured faster for VGG16's convolutions on CPU (see BENCHMARKS.md).
+    _C.MODEL.CHANNELS_LAST = False
+    # Inference only: run the backbone, the RPN head and the box head and predictor under
+    # torch.autocast with bfloat16 (outputs back to float32; RoI pooling and NMS stay float32).
+    # Gains only on CPUs/GPUs with fast bf16 (see BENCHMARKS.md); AP can drop slightly.
+    _C.MODEL.BF16_AUTOCAST = False
+
     # ---------------------------------------------------------------------------------------
     # VGG fc6/fc7 box head (MODEL.ROI_BOX_HEAD.NAME: "VGGFCHead"); it reads
     # MODEL.ROI_BOX_HEAD.FC_DIM (the paper: 4096).
     # ---------------------------------------------------------------------------------------
     # Dropout probability after fc6 and after fc7 (VGG and the paper: 0.5; 0 disables it).
     _C.MODEL.ROI_BOX_HEAD.DROPOUT = 0.5
+    # Truncated SVD of fc6 and fc7 (Fast R-CNN section 3.1): [rank of fc6, rank of fc7]; 0 keeps
+    # that layer whole. Each layer becomes two (in -> rank, rank -> out); the factors are
+    # computed from the full weights when a checkpoint is loaded (error logged per layer), or
+    # taken from a checkpoint written by tools/compress_fc.py. The paper: [1024, 256].
+    _C.MODEL.ROI_BOX_HEAD.FC_SVD_RANKS = [0, 0]
+    # CPU inference only: int8 dynamic quantization of fc6/fc7 (weights int8, activations
+    # quantized per batch), applied after the checkpoint is loaded (tools/predict.py,
+    # tools/train_net.py --eval-only, the benchmark). See frcnn_plugin.modeling.quantize.
+    _C.MODEL.ROI_BOX_HEAD.FC_INT8 = False
+    # With FC_INT8: quantize the box predictor (cls_score, bbox_pred) too.
+    _C.MODEL.ROI_BOX_HEAD.FC_INT8_PREDICTOR = False
 
     # ---------------------------------------------------------------------------------------
     # Anchors as base size x scales x ratios (MODEL.ANCHOR_GENERATOR.NAME:

@@ -140,6 +140,7 @@ def _check_model(p):
     p.require(
         "MODEL.VGG.INIT", lambda v: v in VGG_INITS, ", ".join(repr(v) for v in VGG_INITS)
     )
+    _check_speed(p)
 
     def positive_lists(v):
         levels = list(v) if len(v) and isinstance(v[0], (list, tuple)) else [v]
@@ -180,6 +181,36 @@ def _check_model(p):
                 p.get("INPUT.FORMAT"), channels, len(p.get("MODEL.PIXEL_MEAN"))
             )
         )
+
+
+def _check_speed(p):
+    """The inference-speed keys (issue 13): SVD ranks, channels-last, int8."""
+    ranks_ok = p.require(
+        "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS",
+        lambda v: len(v) == 2 and all(_is_int(r) and r >= 0 for r in v),
+        "[rank of fc6, rank of fc7], integers >= 0 (0: off), e.g. [1024, 256]",
+    )
+    if ranks_ok and any(p.get("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS")) and p.get(
+            "MODEL.ROI_BOX_HEAD.NAME") != "VGGFCHead":
+        p.lines.append(
+            "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS={!r} with MODEL.ROI_BOX_HEAD.NAME={!r}; allowed: "
+            "[0, 0], or the VGGFCHead box head (the only one that reads it)".format(
+                p.get("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS"), p.get("MODEL.ROI_BOX_HEAD.NAME")))
+    for key in ("MODEL.ROI_BOX_HEAD.FC_INT8", "MODEL.ROI_BOX_HEAD.FC_INT8_PREDICTOR",
+                "MODEL.BF16_AUTOCAST"):
+        p.require(key, lambda v: isinstance(v, bool), "True or False")
+    if p.get("MODEL.ROI_BOX_HEAD.FC_INT8") is True and not str(
+            p.get("MODEL.DEVICE")).startswith("cpu"):
+        p.lines.append("MODEL.ROI_BOX_HEAD.FC_INT8=True with MODEL.DEVICE={!r}; allowed: "
+                       "MODEL.DEVICE cpu (int8 dynamic quantization runs on the CPU)".format(
+                           p.get("MODEL.DEVICE")))
+    cl_ok = p.require("MODEL.CHANNELS_LAST", lambda v: isinstance(v, bool), "True or False")
+    if cl_ok and p.get("MODEL.CHANNELS_LAST") and p.get(
+            "MODEL.META_ARCHITECTURE") != "FRCNNGeneralizedRCNN":
+        p.lines.append(
+            "MODEL.CHANNELS_LAST=True with MODEL.META_ARCHITECTURE={!r}; allowed: False, or "
+            "the FRCNNGeneralizedRCNN meta-architecture (which applies it)".format(
+                p.get("MODEL.META_ARCHITECTURE")))
 
 
 def _check_input_and_solver(p):

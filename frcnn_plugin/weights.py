@@ -212,10 +212,11 @@ def convert_vgg_weights(state_dict, source="torchvision", include_fc=True):
     return out, info
 
 
-def save_checkpoint(model_state, path, overwrite=False, source="torchvision"):
+def save_checkpoint(model_state, path, overwrite=False, source="torchvision", extra=None):
     """Write ``{"model": model_state}`` as a detectron2 checkpoint with the plugin's atomic
     writer (temporary file, fsync, rename), refusing to replace an existing file unless
-    ``overwrite``; ``source`` (where the weights come from) is recorded as its author."""
+    ``overwrite``; ``source`` (where the weights come from) is recorded as its author, and the
+    entries of the dict ``extra`` are added beside "model"."""
     if os.path.exists(path) and not overwrite:
         raise OutputExistsError("{} exists; pass --overwrite to replace it".format(path))
     checkpoint = {
@@ -223,6 +224,7 @@ def save_checkpoint(model_state, path, overwrite=False, source="torchvision"):
         "__author__": "{}, converted by frcnn_plugin".format(source),
         "matching_heuristics": False,
     }
+    checkpoint.update(extra or {})
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         atomic_write(path, lambda f: torch.save(checkpoint, f))

@@ -7,6 +7,10 @@ Tasks:
   inference  latency per image (batch 1): median and p90, per-stage breakdown
   data       throughput of build_detection_train_loader with the config's DatasetMapper
   accuracy   train each model with the same data and schedule, COCO AP on DATASETS.TEST[0]
+  variants   train the plugin once (or --weights), then AP/AP50 on DATASETS.TEST[0] and latency
+             of each inference variant (fp32, channels_last, svd, int8, bf16, combinations
+             joined by +; registered backends), as ratios to fp32 and to torchvision's fp32
+             (torchvision runs the trained weights converted, with the same tricks)
 
 Every model is measured in its own fresh process (peak RSS on CPU, CUDA max allocated on GPU),
 with the same inputs, threads and batch size; warm-up iterations are not timed; the timed
@@ -21,6 +25,8 @@ KEY VALUE config overrides. Examples::
       --dataset coco_2017_val --iters 5 --repeats 3
   python tools/benchmark.py --config-file configs/vgg16_frcnn_shapes_demo.yaml \\
       --task accuracy --peers torchvision SOLVER.MAX_ITER 300 SOLVER.STEPS "(240,)"
+  python tools/benchmark.py --config-file configs/vgg16_frcnn_shapes_demo.yaml \\
+      --task variants --peers torchvision --svd-ranks 256,64 --iters 8 --repeats 3
 """
 import argparse
 import json
@@ -69,6 +75,31 @@ def backend_list(text):
     return backends
 
 
+def variant_list(text):
+    from frcnn_plugin.benchmark.variants import parse_variant
+
+    variants = [v for v in text.split(",") if v]
+    try:
+        for v in variants:
+            parse_variant(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+    if not variants:
+        raise argparse.ArgumentTypeError("no variant in {!r}".format(text))
+    return variants
+
+
+def rank_pair(text):
+    try:
+        ranks = [int(v) for v in text.split(",")]
+    except ValueError:
+        ranks = []
+    if len(ranks) != 2 or min(ranks) < 0:
+        raise argparse.ArgumentTypeError("expected FC6,FC7 ranks >= 0, e.g. 1024,256, got "
+                                         "{!r}".format(text))
+    return ranks
+
+
 def argument_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -99,6 +130,15 @@ def argument_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action="store_true",
                    help="mixed precision on CUDA (float16 autocast + GradScaler)")
+    p.add_argument("--variants", type=variant_list, default=None,
+                   help="variants task: comma-separated variants (default: fp32, channels_last, "
+                        "svd, int8, svd+int8, channels_last+svd+int8, bf16)")
+    p.add_argument("--svd-ranks", type=rank_pair, default=[1024, 256], metavar="FC6,FC7",
+                   help="variants task: ranks of the svd trick (default 1024,256; clipped to "
+                        "MODEL.ROI_BOX_HEAD.FC_DIM)")
+    p.add_argument("--weights", default=None,
+                   help="variants task: trained plugin checkpoint (default: train the plugin "
+                        "first with the config's schedule)")
     p.add_argument("--no-isolate", action="store_true",
                    help="measure in this process (peak memory is then not per model)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
@@ -129,7 +169,8 @@ def main(argv=None):
         peers=args.peers, device=args.device, threads=args.threads, synthetic=args.synthetic,
         dataset=args.dataset, image_size=args.image_size, num_images=args.num_images,
         seed=args.seed, amp=args.amp, isolate=not args.no_isolate,
-        config_file=args.config_file, overrides=args.opts, backends=args.backend)
+        config_file=args.config_file, overrides=args.opts, backends=args.backend,
+        variants=args.variants, svd_ranks=args.svd_ranks, weights=args.weights)
     results = run_benchmark(options)
     print(format_report(results), flush=True)
     if args.json:

@@ -83,6 +83,9 @@ def main(args):
             )
         else:
             logger.warning("--eval-only with MODEL.WEIGHTS empty: evaluating an untrained model")
+        from frcnn_plugin.modeling.quantize import prepare_for_inference
+
+        prepare_for_inference(cfg, model.eval())  # FC_INT8, BF16_AUTOCAST
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)

@@ -35,7 +35,8 @@ def _coco_evaluator(cfg, dataset_name: str, output_dir: str):
 
 
 def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: str = "copied",
-                       log_period: int = 20, output_dir: str = None) -> Dict[str, object]:
+                       log_period: int = 20, output_dir: str = None, save_to: str = None,
+                       evaluate: bool = True) -> Dict[str, object]:
     """Train one model kind for ``SOLVER.MAX_ITER`` iterations, then evaluate it.
 
     Args:
@@ -45,6 +46,8 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: st
         seed (int): seeds the weights, the sampler's order and the augmentations.
         init (str): the peers' initial weights, "copied" from the plugin or their "own" (see
             :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`).
+        save_to (str): also save the trained weights there (``{"model": state_dict}``).
+        evaluate (bool): evaluate (else "bbox" is empty).
 
     Returns:
         dict: "bbox" (COCOEvaluator's AP table), "train_time_s", "iters", "last_losses".
@@ -89,6 +92,11 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: st
                                ", ".join("{} {:.3f}".format(k, v) for k, v in last.items()),
                                time.perf_counter() - start)
     train_time = time.perf_counter() - start
+    if save_to:
+        torch.save({"model": model.state_dict()}, save_to)
+    if not evaluate:
+        return {"bbox": {}, "train_time_s": train_time, "iters": cfg.SOLVER.MAX_ITER,
+                "last_losses": last, "model": info}
     test_name = cfg.DATASETS.TEST[0]
     prepare_dataset(test_name)
     out = output_dir or tempfile.mkdtemp(prefix="frcnn_bench_eval_")

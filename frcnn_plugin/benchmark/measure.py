@@ -434,13 +434,24 @@ def _open_session(spec: Dict[str, object]):
     if task == "data":
         return data_session(cfg, spec["dataset_dicts"], warmup=warmup, seed=spec["seed"]), {
             "kind": spec["kind"], "baseline_rss_mb": baseline}
-    kind, _, backend = spec["kind"].partition(EXPORTED_KIND_SEPARATOR)
-    model, info = build_benchmark_model(cfg, kind, seed=spec["seed"])
-    if backend:  # the plugin model exported (traced on the first image) and run from the file
-        from ..export import exported_model
+    if spec.get("variant"):  # the variants task: trained weights, inference tricks
+        from .variants import build_variant
 
-        model = exported_model(cfg, model, spec["images"][0], backend)
-        info.update(kind=spec["kind"], backend=backend)
+        model, info = build_variant(cfg, spec["kind"], spec["variant"], spec["weights"],
+                                    spec.get("svd_ranks", (1024, 256)), spec["images"][0])
+    else:
+        from .variants import apply_config_tricks
+
+        kind, _, backend = spec["kind"].partition(EXPORTED_KIND_SEPARATOR)
+        model, info = build_benchmark_model(cfg, kind, seed=spec["seed"])
+        if backend:  # the plugin model exported (traced on the first image), run from the file
+            from ..export import exported_model
+
+            model = exported_model(cfg, model, spec["images"][0], backend)
+            info.update(kind=spec["kind"], backend=backend)
+        else:
+            # MODEL.CHANNELS_LAST, FC_SVD_RANKS, FC_INT8, BF16_AUTOCAST for every model alike
+            info["tricks"] = apply_config_tricks(cfg, kind, model, task == "inference")
     info["baseline_rss_mb"] = baseline
     if task == "train":
         session = train_session(model, spec["batches"], cfg, warmup=warmup, amp=spec["amp"])
@@ -485,7 +496,7 @@ class Worker:
     """
 
     def __init__(self, spec: Dict[str, object], isolate: bool = True):
-        self.kind, self.isolate, self.spec = spec["kind"], isolate, spec
+        self.kind, self.isolate, self.spec = spec.get("label", spec["kind"]), isolate, spec
         if not isolate:
             return
         ctx = multiprocessing.get_context("spawn")

@@ -17,6 +17,7 @@ input pixels), cross-boundary anchors (kept in training), and an ignore band bel
 background IoU (``MODEL.ROI_HEADS.IOU_LABELS`` starting with -1; none).
 """
 from collections import OrderedDict
+from types import SimpleNamespace
 from typing import Dict, List, Tuple
 
 import torch
@@ -32,6 +33,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from ..modeling.box_head import VGGFCHead
+from ..modeling.fc_svd import SVDLinear
 
 __all__ = [
     "MODEL_KINDS",
@@ -352,6 +354,8 @@ def init_torchvision_from_detectron2(peer: TorchvisionFasterRCNN, model: nn.Modu
     heads = model.roi_heads
     for name in ("fc6", "fc7"):
         src, dst = getattr(heads.box_head, name, None), getattr(tv.roi_heads.box_head, name)
+        if isinstance(src, SVDLinear):  # MODEL.ROI_BOX_HEAD.FC_SVD_RANKS: the product
+            src = SimpleNamespace(weight=src.full_weight(), bias=src.us.bias)
         if src is not None and src.weight.shape == dst.weight.shape:
             dst.weight.copy_(src.weight)
             dst.bias.copy_(src.bias)

@@ -26,7 +26,7 @@ from .stats import machine_info
 __all__ = ["BenchmarkOptions", "BenchmarkOptionError", "TASKS", "TARGETS", "setup_config",
            "run_benchmark", "format_report"]
 
-TASKS = ("train", "inference", "data", "accuracy")
+TASKS = ("train", "inference", "data", "accuracy", "variants")
 # The targets, reported (never asserted): ratios plugin / torchvision and the share of
 # a training iteration spent outside the network's conv / fc / pooling layers.
 TARGETS = {"train_step_vs_torchvision": 0.9, "inference_vs_torchvision": 0.9,
@@ -60,6 +60,11 @@ class BenchmarkOptions:
     overrides: List[str] = field(default_factory=list)
     # inference: the plugin model also run by these export backends ("torchscript", "onnx")
     backends: Sequence[str] = ()
+    # the variants task: variant names (see frcnn_plugin.benchmark.variants), fc6/fc7 ranks of
+    # the "svd" trick, trained weights (None: train the plugin first)
+    variants: Optional[Sequence[str]] = None
+    svd_ranks: Sequence[int] = (1024, 256)
+    weights: Optional[str] = None
 
 
 def setup_config(config_file: str, overrides: Sequence[str], device: str):
@@ -219,7 +224,8 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
                                    "on CPU torchvision's roi_pool has no bfloat16 autocast")
     started = time.time()
     load_before = machine_info(device)["load_avg_1_5_15"]
-    changes = {"MODEL.WEIGHTS": [cfg.MODEL.WEIGHTS, "(random init, seeded; peers copy it)"]}
+    changes = {} if options.task == "variants" else {  # variants: weights in settings.input
+        "MODEL.WEIGHTS": [cfg.MODEL.WEIGHTS, "(random init, seeded; peers copy it)"]}
     backends = [b for b in options.backends if b != "eager"]
     if backends and (options.task != "inference" or device.type != "cpu"):
         raise BenchmarkOptionError(
@@ -240,6 +246,11 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
                                   output_dir=os.path.join(tmpdir, "eval"))
             inputs = {"train": list(cfg.DATASETS.TRAIN), "test": list(cfg.DATASETS.TEST),
                       "max_iter": cfg.SOLVER.MAX_ITER, "images_per_iter": cfg.SOLVER.IMS_PER_BATCH}
+        elif options.task == "variants":
+            from .variants import run_variants
+
+            cfg.freeze()
+            models, inputs = run_variants(cfg, options, tmpdir, log=log)
         else:
             inputs, more, entries = _prepare_inputs(cfg, options, tmpdir)
             changes.update(more)
@@ -248,7 +259,14 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
                           threads=threads, seed=options.seed, amp=options.amp) for kind in kinds]
             models = run_interleaved(specs, iters=options.iters, repeats=options.repeats,
                                      isolate=options.isolate, log=log)
-    ratios = _ratios(options.task, models)
+    if options.task == "variants":
+        from .variants import variant_ratios, variant_target
+
+        ratios = variant_ratios(models)
+        targets = variant_target(models, ratios)
+    else:
+        ratios = _ratios(options.task, models)
+        targets = _targets(options.task, models, ratios)
     machine = machine_info(device)
     machine["load_avg_before"] = load_before
     machine["load_avg_after"] = machine.pop("load_avg_1_5_15")
@@ -264,7 +282,7 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
         machine=machine,
         models=models,
         ratios=ratios,
-        targets=_targets(options.task, models, ratios),
+        targets=targets,
         wall_time_s=time.time() - started,
     )
     return results
@@ -313,6 +331,14 @@ def format_report(results: Dict[str, object]) -> str:
     if task == "accuracy":
         lines.append("train {} for {} iterations x {} images, test {}".format(
             inp["train"], inp["max_iter"], inp["images_per_iter"], inp["test"]))
+    elif task == "variants":
+        lines.append("weights: {}{}; AP on {}; latency on {} image(s) ({}); warm-up {}, {} rounds "
+                     "x {} images; SVD ranks {}".format(
+                         inp["weights"], " ({} iterations, {:.0f} s)".format(
+                             inp["training"]["iters"], inp["training"]["train_time_s"])
+                         if inp.get("training") else "", inp["dataset"],
+                         inp["distinct_images"], ", ".join(inp["input_sizes_hw"][:4]),
+                         s["warmup"], s["repeats"], s["iters"], inp["svd_ranks"]))
     elif task == "data":
         lines.append("input: {} ({} images); warm-up {} batches, {} rounds x {} batches".format(
             inp["source"], inp["dataset_images"], s["warmup"], s["repeats"], s["iters"]))
@@ -351,6 +377,24 @@ def format_report(results: Dict[str, object]) -> str:
                          _fmt(q.get("latency_p90"), "{:.2f}"),
                          _fmt(q.get("peak_memory"), "{:.2f}")])
         lines += _table(header, rows)
+    elif task == "variants":
+        header = ["model variant", "AP", "AP50", "AP - fp32", "AP50 - fp32", "latency median ms",
+                  "p90 ms", "/ plugin fp32", "paired", "/ torchvision fp32", "paired",
+                  "peak MB"]
+        rows = []
+        for k in kinds:
+            r, q, b = models[k], ratios.get(k, {}), models[k].get("bbox", {})
+            rows.append([k, _fmt(b.get("AP"), "{:.2f}"), _fmt(b.get("AP50"), "{:.2f}"),
+                         _fmt(q.get("AP_minus_fp32"), "{:+.2f}"),
+                         _fmt(q.get("AP50_minus_fp32"), "{:+.2f}"),
+                         _fmt(r["latency_s"]["median"] * 1e3, "{:.1f}"),
+                         _fmt(r["latency_s"]["p90"] * 1e3, "{:.1f}"),
+                         _fmt(q.get("latency_vs_fp32"), "{:.2f}"),
+                         _fmt(q.get("paired_vs_fp32"), "{:.2f}"),
+                         _fmt(q.get("latency_vs_torchvision_fp32"), "{:.2f}"),
+                         _fmt(q.get("paired_vs_torchvision_fp32"), "{:.2f}"),
+                         _fmt(r["memory"]["peak_mb"], "{:.0f}")])
+        lines += _table(header, rows)
     elif task == "data":
         r = models["plugin"]
         lines += _table(
@@ -369,7 +413,7 @@ def format_report(results: Dict[str, object]) -> str:
                          _fmt(b.get("AP75"), "{:.2f}"), _fmt(models[k]["train_time_s"], "{:.0f}"),
                          _fmt(q.get("AP"), "{:.2f}"), _fmt(q.get("AP50"), "{:.2f}")])
         lines += _table(header, rows)
-    if task in ("train", "inference"):
+    if task in ("train", "inference", "variants"):
         lines += ["", "Breakdown, mean ms per {} (stage timers on the modules):".format(
             "training iteration" if task == "train" else "image")]
         rows = []
@@ -386,8 +430,9 @@ def format_report(results: Dict[str, object]) -> str:
     if results["targets"]:
         lines.append("")
         for name, t in results["targets"].items():
-            lines.append("target {}: {} <= {} -> {}".format(
-                name, _fmt(t["value"], "{:.3f}"), t["target"], "met" if t["met"] else "NOT met"))
+            lines.append("target {}: {} <= {} -> {}{}".format(
+                name, _fmt(t["value"], "{:.3f}"), t["target"], "met" if t["met"] else "NOT met",
+                " ({})".format(t["variant"]) if "variant" in t else ""))
     if results.get("config_changes"):
         lines.append("")
         lines.append("config changes for the benchmark: " + "; ".join(

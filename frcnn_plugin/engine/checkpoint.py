@@ -134,6 +134,12 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint):
         keys_in_checkpoint = list(checkpoint.get("model", {}).keys())
+        if isinstance(checkpoint.get("model"), dict):
+            # truncated-SVD fc layers (MODEL.ROI_BOX_HEAD.FC_SVD_RANKS): factorize full weights,
+            # or factors of another rank, before detectron2 compares shapes
+            from ..modeling.fc_svd import adapt_fc_state_dict
+
+            adapt_fc_state_dict(self.model, checkpoint["model"])
         incompatible = super()._load_model(checkpoint)
         if incompatible is None:
             return incompatible

@@ -163,7 +163,8 @@ def setup_cfg(config_file: str, opts: Optional[List[str]] = None, allow_lazy: bo
 
 def build_inspection_model(cfg, weights: Optional[str] = None) -> Tuple[torch.nn.Module, list]:
     """build_model(cfg) (a Python config: ``instantiate(cfg.lazy.model)``) in eval mode, with a
-    checkpoint loaded.
+    checkpoint loaded and, for a YAML config, the inference-only transforms applied
+    (``MODEL.ROI_BOX_HEAD.FC_INT8``, ``MODEL.BF16_AUTOCAST``).
 
     With ``SEED >= 0`` the RNGs are seeded first, so untrained weights and the samplers' draws
     are reproducible.
@@ -204,7 +205,9 @@ def build_inspection_model(cfg, weights: Optional[str] = None) -> Tuple[torch.nn
     else:
         logger.info("No weights given: the model is untrained (random initialization)")
         unloaded = [n for n, _ in model.named_parameters()]
-    return model.eval(), untrained_heads(unloaded)
+    from ..modeling.quantize import prepare_for_inference
+
+    return prepare_for_inference(cfg, model.eval()), untrained_heads(unloaded)
 
 
 def untrained_heads(unloaded_parameters) -> List[str]:

@@ -8,6 +8,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_BOX_HEAD_REGISTRY
 
 from ..cli import ConfigError
+from .fc_svd import SVDLinear
 
 __all__ = ["VGGFCHead"]
 
@@ -22,16 +23,22 @@ class VGGFCHead(nn.Module):
     so ImageNet weights load into it (``tools/convert_vgg_weights.py``).
 
     Registered as ``MODEL.ROI_BOX_HEAD.NAME: "VGGFCHead"``; it reads ``MODEL.ROI_BOX_HEAD.FC_DIM``
-    (the paper: 4096) and ``MODEL.ROI_BOX_HEAD.DROPOUT`` (0.5) and ignores ``NUM_FC``/``NUM_CONV``.
+    (the paper: 4096), ``MODEL.ROI_BOX_HEAD.DROPOUT`` (0.5) and ``MODEL.ROI_BOX_HEAD.FC_SVD_RANKS``
+    ([0, 0]: plain layers; e.g. [1024, 256]: fc6 and fc7 as truncated SVDs,
+    :class:`~frcnn_plugin.modeling.fc_svd.SVDLinear`, factorized when a checkpoint is loaded)
+    and ignores ``NUM_FC``/``NUM_CONV``.
     """
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, fc_dim: int = 4096, dropout: float = 0.5):
+    def __init__(self, input_shape: ShapeSpec, *, fc_dim: int = 4096, dropout: float = 0.5,
+                 fc_svd_ranks=(0, 0)):
         """
         Args:
             input_shape (ShapeSpec): shape of the pooled RoI features (channels, height, width).
             fc_dim (int): output size of fc6 and fc7.
             dropout (float): dropout probability after fc6 and fc7, in [0, 1); 0 disables it.
+            fc_svd_ranks (tuple[int, int]): rank of the truncated SVD of fc6 and of fc7; 0 keeps
+                the layer whole.
         """
         super().__init__()
         if fc_dim <= 0:
@@ -49,6 +56,20 @@ class VGGFCHead(nn.Module):
             # torchvision's VGG initialization of linear layers
             nn.init.normal_(fc.weight, 0, 0.01)
             nn.init.constant_(fc.bias, 0)
+        ranks = list(fc_svd_ranks)
+        if len(ranks) != 2:
+            raise ConfigError("MODEL.ROI_BOX_HEAD.FC_SVD_RANKS={!r} must have 2 ranks (fc6, "
+                              "fc7)".format(fc_svd_ranks))
+        for name, rank in zip(("fc6", "fc7"), ranks):
+            fc = getattr(self, name)
+            limit = min(fc.in_features, fc.out_features)
+            if not 0 <= rank <= limit:
+                raise ConfigError(
+                    "MODEL.ROI_BOX_HEAD.FC_SVD_RANKS={!r}: rank {} for {} ({} -> {}); allowed: 0 "
+                    "(off) or 1 ... {}".format(list(fc_svd_ranks), rank, name, fc.in_features,
+                                               fc.out_features, limit))
+            if rank:  # the factors' values come from the checkpoint (SVD at load time)
+                setattr(self, name, SVDLinear(fc.in_features, fc.out_features, rank, name=name))
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -56,6 +77,7 @@ class VGGFCHead(nn.Module):
             "input_shape": input_shape,
             "fc_dim": cfg.MODEL.ROI_BOX_HEAD.FC_DIM,
             "dropout": cfg.MODEL.ROI_BOX_HEAD.DROPOUT,
+            "fc_svd_ranks": tuple(cfg.MODEL.ROI_BOX_HEAD.get("FC_SVD_RANKS", (0, 0))),
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from detectron2.structures import ImageList
 
 from ..cli import ConfigError
 from ..data.dataset_mapper import INPUT_SCALE_KEY
+from .memory_format import apply_channels_last
 
 __all__ = ["FRCNNGeneralizedRCNN", "original_sizes"]
 
@@ -61,21 +62,28 @@ class FRCNNGeneralizedRCNN(GeneralizedRCNN):
     """GeneralizedRCNN whose preprocessed :class:`ImageList` carries ``original_sizes``."""
 
     @configurable
-    def __init__(self, *, input_crop: bool = False, **kwargs):
+    def __init__(self, *, input_crop: bool = False, channels_last: bool = False, **kwargs):
         """
         Args:
             input_crop (bool): training inputs are cropped (``INPUT.CROP.ENABLED``): each
                 training input must then carry ``frcnn_input_scale`` when the RPN measures its
                 minimum size in original pixels.
+            channels_last (bool): run the backbone and the RPN head in the ``channels_last``
+                memory format (``MODEL.CHANNELS_LAST``,
+                :func:`~frcnn_plugin.modeling.memory_format.apply_channels_last`).
             kwargs: the arguments of :class:`GeneralizedRCNN`.
         """
         super().__init__(**kwargs)
         self.input_crop = bool(input_crop)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            apply_channels_last(self)
 
     @classmethod
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         ret["input_crop"] = cfg.INPUT.CROP.ENABLED
+        ret["channels_last"] = cfg.MODEL.get("CHANNELS_LAST", False)
         return ret
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
