@@ -122,6 +122,10 @@ def test_lazy_trainer_hooks(tmp_path):
 
     cfg = load_lazy_config(DEMO_PY, SMALL_LAZY + [
         "train.output_dir=" + str(tmp_path), "train.vis_period=2", "train.vis_num_images=1"])
-    kinds = [type(h) for h in LazyTrainer(cfg)._hooks]
+    trainer = LazyTrainer(cfg)
+    kinds = [type(h) for h in trainer._hooks]
+    for writer in (w for h in trainer._hooks if isinstance(h, PeriodicWriter)
+                   for w in h._writers):
+        writer.close()  # the metrics.json and TensorBoard files it opened
     assert kinds[0] is NonFiniteLossGuard
     assert kinds.index(PredictionVisHook) == kinds.index(PeriodicWriter) - 1
