@@ -14,7 +14,8 @@ from detectron2.config import CfgNode as CN
 
 from .cli import ConfigError, MissingFileError
 
-__all__ = ["add_frcnn_config", "explain_merge_error", "load_frcnn_config"]
+__all__ = ["add_frcnn_config", "check_config_file", "explain_merge_error", "load_frcnn_config",
+           "suggest_keys"]
 
 
 def _all_keys(node, prefix=""):
@@ -25,7 +26,7 @@ def _all_keys(node, prefix=""):
             yield prefix + k
 
 
-def _close_keys(key, keys, n=3):
+def suggest_keys(key, keys, n=3):
     """Valid keys close to ``key``: close as a whole (difflib, cutoff 0.75) and, unless the last
     part is the same (a key under the wrong node), close in the last part too, so that a long
     shared prefix alone (``MODEL.VGG.``) does not make every sibling a suggestion."""
@@ -45,7 +46,7 @@ def explain_merge_error(cfg, error, source):
     text = "Invalid config from {}: {}".format(source, msg)
     m = re.search(r"Non-existent (?:config )?key: (\S+)", msg)
     if m:
-        close = _close_keys(m.group(1), list(_all_keys(cfg)))
+        close = suggest_keys(m.group(1), list(_all_keys(cfg)))
         text += (
             ". Did you mean: {}?".format(", ".join(close))
             if close
@@ -56,6 +57,22 @@ def explain_merge_error(cfg, error, source):
             )
         )
     return text
+
+
+def check_config_file(path, what, example):
+    """``path`` is given and, unless a URL, an existing file; ``what`` ("YAML file", "Python
+    config") and ``example`` name what is allowed in the error.
+
+    Raises:
+        ConfigError: no path given.
+        MissingFileError: a local path that does not exist.
+    """
+    if not path:
+        raise ConfigError("No config file given (--config-file); allowed: a {}, e.g. {}".format(
+            what, example))
+    if "://" not in path and not os.path.isfile(path):
+        raise MissingFileError("Config file not found: {}; allowed: an existing {}, e.g. "
+                               "{}".format(path, what, example))
 
 
 def load_frcnn_config(config_file, opts=()):
@@ -71,13 +88,7 @@ def load_frcnn_config(config_file, opts=()):
     """
     from detectron2.config import get_cfg
 
-    if not config_file:
-        raise ConfigError("No config file given (--config-file); allowed: a YAML file, e.g. "
-                          "configs/vgg16_frcnn.yaml")
-    if "://" not in config_file and not os.path.isfile(config_file):
-        raise MissingFileError(
-            "Config file not found: {}; allowed: an existing YAML file, e.g. "
-            "configs/vgg16_frcnn.yaml".format(config_file))
+    check_config_file(config_file, "YAML file", "configs/vgg16_frcnn.yaml")
     cfg = add_frcnn_config(get_cfg())
     for source, merge, what in (
         (config_file, cfg.merge_from_file, config_file),

@@ -18,10 +18,10 @@ helpers that the configs under ``configs/lazy/`` use.
   installed package (both builds ship ``common/models``, ``common/data/coco.py``,
   ``common/optim.py``, ``common/train.py``, ``common/coco_schedule.py``).
 """
-import difflib
 import os
 
-from .cli import ConfigError, MissingFileError
+from .cli import ConfigError
+from .config import check_config_file, suggest_keys
 
 __all__ = [
     "checked_dataloader",
@@ -92,7 +92,7 @@ def _check_override_key(cfg, key):
     if OmegaConf.is_dict(node) and "_target_" in node:
         return
     keys = list(_all_keys(cfg))
-    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.75)
+    close = suggest_keys(key, keys)
     raise ConfigError(
         "Override {!r}: the config has no key {!r}{}".format(
             key, key, "; did you mean: {}?".format(", ".join(close)) if close else
@@ -112,13 +112,7 @@ def load_lazy_config(path, overrides=()):
     """
     from detectron2.config import LazyConfig
 
-    if not path:
-        raise ConfigError("No config file given (--config-file); allowed: a Python config, e.g. "
-                          "configs/lazy/vgg16_frcnn_shapes_demo.py")
-    if "://" not in path and not os.path.isfile(path):
-        raise MissingFileError(
-            "Config file not found: {}; allowed: an existing Python config, e.g. "
-            "configs/lazy/vgg16_frcnn_shapes_demo.py".format(path))
+    check_config_file(path, "Python config", "configs/lazy/vgg16_frcnn_shapes_demo.py")
     if not (path.endswith(".py") or path.endswith(".yaml")):
         raise ConfigError("{}: not a Python config (.py) or a saved LazyConfig (.yaml); YAML "
                           "configs of the plugin go to tools/train_net.py".format(path))
