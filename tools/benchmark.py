@@ -52,27 +52,22 @@ def image_size(text):
 
 
 PEERS = ("torchvision", "d2", "none")
-
-
-def peer_list(text):
-    peers = [p for p in text.split(",") if p]
-    bad = [p for p in peers if p not in PEERS]
-    if bad or not peers:
-        raise argparse.ArgumentTypeError("invalid peers {!r}; allowed: a comma-separated list of "
-                                         "{}".format(text, ", ".join(PEERS)))
-    return peers
-
-
 BACKENDS = ("eager", "torchscript", "onnx")  # frcnn_plugin.export.BACKENDS, without its import
 
 
-def backend_list(text):
-    backends = [b for b in text.split(",") if b]
-    bad = [b for b in backends if b not in BACKENDS]
-    if bad or not backends:
-        raise argparse.ArgumentTypeError("invalid backends {!r}; allowed: a comma-separated "
-                                         "list of {}".format(text, ", ".join(BACKENDS)))
-    return backends
+def choice_list(what, allowed):
+    """An argparse type: a comma-separated, non-empty list of ``allowed`` values."""
+    def parse(text):
+        values = [v for v in text.split(",") if v]
+        if not values or any(v not in allowed for v in values):
+            raise argparse.ArgumentTypeError("invalid {} {!r}; allowed: a comma-separated list "
+                                             "of {}".format(what, text, ", ".join(allowed)))
+        return values
+    return parse
+
+
+peer_list = choice_list("peers", PEERS)
+backend_list = choice_list("backends", BACKENDS)
 
 
 def variant_list(text):

@@ -9,7 +9,7 @@ the same function of the inputs; only the summation order inside the convolution
 (float tolerance). RoI pooling and the fc layers take the features as they come (torchvision's
 pooling makes them contiguous).
 """
-from typing import Iterable, List
+from typing import Iterable, Iterator, List, Tuple
 
 import torch
 from torch import nn
@@ -26,6 +26,16 @@ def _to_channels_last(module, inputs):
     return None
 
 
+def submodules_at(model: nn.Module, paths: Iterable[str]) -> Iterator[Tuple[str, nn.Module]]:
+    """``(path, module)`` for each dotted path of ``paths`` that ``model`` has; missing ones are
+    skipped (a model without, e.g., an RPN head)."""
+    for path in paths:
+        try:
+            yield path, model.get_submodule(path)
+        except AttributeError:
+            continue
+
+
 def apply_channels_last(model: nn.Module, paths: Iterable[str] = CHANNELS_LAST_MODULES,
                         input_module: str = "backbone") -> List[str]:
     """Convert the modules at ``paths`` (dotted names; missing ones are skipped) of ``model`` to
@@ -35,11 +45,7 @@ def apply_channels_last(model: nn.Module, paths: Iterable[str] = CHANNELS_LAST_M
         list[str]: the paths converted.
     """
     done = []
-    for path in paths:
-        try:
-            module = model.get_submodule(path)
-        except AttributeError:
-            continue
+    for path, module in submodules_at(model, paths):
         module.to(memory_format=torch.channels_last)
         done.append(path)
         if path == input_module and not getattr(module, "_frcnn_channels_last_hook", None):

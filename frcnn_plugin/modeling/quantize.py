@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..cli import ConfigError
+from .memory_format import submodules_at
 
 __all__ = ["quantize_fc_int8", "apply_bf16_autocast", "prepare_for_inference", "INT8_MODULES",
            "BF16_MODULES"]
@@ -73,11 +74,8 @@ def quantize_fc_int8(model: nn.Module, paths=INT8_MODULES, predictor: bool = Fal
                     "frcnn_plugin.modeling.quantize)")
         _logged.append(True)
     names = []
-    for path in tuple(paths) + ((PREDICTOR,) if predictor else ()):
-        try:
-            module = model.get_submodule(path)
-        except AttributeError:
-            continue
+    paths = tuple(paths) + ((PREDICTOR,) if predictor else ())
+    for path, module in submodules_at(model, paths):  # looked up one by one, as replaced
         linears = [n for n, m in module.named_modules() if type(m) is nn.Linear]
         if not linears:
             continue
@@ -122,11 +120,7 @@ def apply_bf16_autocast(model: nn.Module, paths=BF16_MODULES) -> List[str]:
     compute in bf16, everything between them (anchors, NMS, RoI pooling, whose CPU kernel has
     no bf16 version) in float32. Inference only; idempotent. Returns the paths done."""
     done = []
-    for path in paths:
-        try:
-            module = model.get_submodule(path)
-        except AttributeError:
-            continue
+    for path, module in submodules_at(model, paths):
         if not getattr(module.forward, "frcnn_bf16", False):
             device = next(iter(module.parameters()), torch.empty(0)).device
             module.forward = _bf16_forward(module.forward, device.type)
