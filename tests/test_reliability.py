@@ -255,12 +255,14 @@ class TestKillAndResume(unittest.TestCase):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        first = os.path.join(self.out, "model_0000001.pth")
+        # a checkpoint is complete once its tag is written, after the model file: waiting
+        # for the model file alone could kill the run between the two writes
+        tag = os.path.join(self.out, "last_checkpoint")
         try:
             deadline = time.time() + 240
-            while not os.path.exists(first) and proc.poll() is None and time.time() < deadline:
+            while not os.path.exists(tag) and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.05)
-            self.assertTrue(os.path.exists(first), "no periodic checkpoint was written")
+            self.assertTrue(os.path.exists(tag), "no periodic checkpoint was written")
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(60)
