@@ -111,6 +111,80 @@ class TestBenchmarkTool(unittest.TestCase):
         self.assertEqual(saved["ratios"], {})
 
 
+@pytest.mark.usefixtures("tiny_shapes")
+class TestScalingTask(unittest.TestCase):
+    """--task scaling on tiny sweeps: the points, their inputs, and the derived figures."""
+
+    def test_sweeps_table_and_plot(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            plot = os.path.join(tmp, "scaling.png")
+            results = load_tool("benchmark").main(
+                ["--config-file", DEMO, "--task", "scaling", "--peers", "torchvision",
+                 "--no-isolate", "--iters", "1", "--warmup", "0", "--repeats", "1",
+                 "--num-images", "1", "--sizes", "32,48", "--proposals", "5,20",
+                 "--gt-boxes", "1,4", "--image-size", "32x48", "--plot", plot, *TINY])
+            with open(plot, "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        points = results["points"]
+        self.assertEqual([(p["sweep"], p["value"]) for p in points],
+                         [("size", 32), ("size", 48), ("proposals", 5), ("proposals", 20),
+                          ("gt_boxes", 1), ("gt_boxes", 4)])
+        # short side S shown as S x round(5 S / 3): 32 -> 53.3 -> 53, 48 -> 80; the others at
+        # the base size
+        self.assertEqual([p["input_hw"] for p in points],
+                         [["32x53"], ["48x80"]] + [["32x48"]] * 4)
+        self.assertEqual([p.get("mean_gt_boxes") for p in points[4:]], [1, 4])
+        for p in points:
+            for kind in ("plugin", "torchvision"):
+                m = p["models"][kind]
+                self.assertTrue(positive(m["time_s"]) and positive(m["peak_mb"]), (p, kind))
+                # every stage is in the network or outside it: the parts add up to the whole
+                parts = m["network_s"] + m["outside_s"]
+                if p["task"] == "train":
+                    parts += m["backward_s"] + m["optimizer_s"]
+                self.assertAlmostEqual(parts, m["mean_total_s"], places=9)
+                self.assertAlmostEqual(m["outside_fraction"], m["outside_s"] / m["mean_total_s"])
+        for first, second in ((0, 1), (2, 3), (4, 5)):
+            a, b = points[first]["models"]["plugin"], points[second]["models"]["plugin"]
+            self.assertEqual(a["growth"]["time_s"], 1.0)
+            self.assertAlmostEqual(b["growth"]["time_s"], b["time_s"] / a["time_s"])
+            self.assertAlmostEqual(b["growth"]["outside_s"], b["outside_s"] / a["outside_s"])
+        tv = points[1]["models"]["torchvision"]
+        self.assertAlmostEqual(results["ratios"]["size=48"]["torchvision"]["time"],
+                               points[1]["models"]["plugin"]["time_s"] / tv["time_s"])
+        report = load_tool("benchmark").format_report(results)
+        self.assertRegex(report, r"\|\s*48\s*\|\s*48x80\s*\|\s*plugin\s*\|")
+        self.assertIn("GT boxes per image (training)", report)
+
+    def test_size_hw_and_points(self):
+        from frcnn_plugin.benchmark.scaling import size_hw, sweep_points
+
+        # the paper's 600 x 1000 and the default sweep, by hand: 5/3 of each short side
+        self.assertEqual([size_hw(s) for s in (300, 450, 600, 800, 1000)],
+                         [(300, 500), (450, 750), (600, 1000), (800, 1333), (1000, 1667)])
+        points = sweep_points([], [300], [7], (600, 1000))
+        self.assertEqual(points[0]["overrides"], {
+            "INPUT.MIN_SIZE_TEST": 600, "INPUT.MAX_SIZE_TEST": 1000,
+            "MODEL.RPN.POST_NMS_TOPK_TEST": 300})
+        self.assertEqual((points[1]["task"], points[1]["boxes_per_image"]), ("train", 7))
+        self.assertEqual(points[1]["overrides"]["SOLVER.IMS_PER_BATCH"], 1)
+
+    def test_bad_sweep_values(self):
+        from frcnn_plugin.cli import run_cli
+
+        for flag, value in (("--sizes", "0,600"), ("--proposals", "many"), ("--gt-boxes", "")):
+            with self.assertRaises(SystemExit) as e:
+                run_cli(load_tool("benchmark").main,
+                        ["--config-file", DEMO, "--task", "scaling", flag, value])
+            self.assertEqual(e.exception.code, 2)
+        with self.assertRaises(SystemExit) as e:
+            run_cli(load_tool("benchmark").main,
+                    ["--config-file", DEMO, "--task", "train", "--plot", "x.png"])
+        self.assertEqual(e.exception.code, 2)
+
+
 class TestPeers(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

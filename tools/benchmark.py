@@ -11,6 +11,9 @@ Tasks:
              of each inference variant (fp32, channels_last, svd, int8, bf16, combinations
              joined by +; registered backends), as ratios to fp32 and to torchvision's fp32
              (torchvision runs the trained weights converted, with the same tricks)
+  scaling    how cost grows: time, time outside the network and peak memory per image against
+             the short side (--sizes), the test proposals (--proposals) and, in training, the
+             GT boxes per image (--gt-boxes), on synthetic images; a table per sweep, --plot PNG
 
 Every model is measured in its own fresh process (peak RSS on CPU, CUDA max allocated on GPU),
 with the same inputs, threads and batch size; warm-up iterations are not timed; the timed
@@ -27,6 +30,8 @@ KEY VALUE config overrides. Examples::
       --task accuracy --peers torchvision SOLVER.MAX_ITER 300 SOLVER.STEPS "(240,)"
   python tools/benchmark.py --config-file configs/vgg16_frcnn_shapes_demo.yaml \\
       --task variants --peers torchvision --svd-ranks 256,64 --iters 8 --repeats 3
+  python tools/benchmark.py --config-file configs/vgg16_frcnn.yaml --task scaling \
+      --peers torchvision --iters 1 --repeats 3 --plot output/scaling.png
 """
 import argparse
 import json
@@ -95,6 +100,23 @@ def rank_pair(text):
     return ranks
 
 
+def positive_ints(what):
+    """An argparse type: a comma-separated list of integers >= 1, or "none" (empty list)."""
+    def parse(text):
+        if text == "none":
+            return []
+        try:
+            values = [int(v) for v in text.split(",") if v]
+        except ValueError:
+            values = []
+        if not values or min(values) < 1:
+            raise argparse.ArgumentTypeError(
+                "invalid {} {!r}; allowed: comma-separated integers >= 1 (e.g. 300,600,1000), "
+                "or none".format(what, text))
+        return values
+    return parse
+
+
 def argument_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -134,6 +156,18 @@ def argument_parser():
     p.add_argument("--weights", default=None,
                    help="variants task: trained plugin checkpoint (default: train the plugin "
                         "first with the config's schedule)")
+    p.add_argument("--sizes", type=positive_ints("--sizes"), default=[300, 450, 600, 800, 1000],
+                   help="scaling task: short sides of the size sweep (long side 5/3 of it; "
+                        "default 300,450,600,800,1000; none: skip)")
+    p.add_argument("--proposals", type=positive_ints("--proposals"),
+                   default=[100, 300, 1000, 2000],
+                   help="scaling task: MODEL.RPN.POST_NMS_TOPK_TEST values at the base size "
+                        "(--image-size, default 600x1000; default 100,300,1000,2000; none: skip)")
+    p.add_argument("--gt-boxes", type=positive_ints("--gt-boxes"), default=[1, 10, 50, 100],
+                   help="scaling task: GT boxes per image of the training sweep at the base "
+                        "size (default 1,10,50,100; none: skip)")
+    p.add_argument("--plot", default=None,
+                   help="scaling task: write a PNG of time and peak memory against each sweep")
     p.add_argument("--no-isolate", action="store_true",
                    help="measure in this process (peak memory is then not per model)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
@@ -156,8 +190,10 @@ def json_ready(x):
 def main(argv=None):
     parser = argument_parser()
     args = parser.parse_args(argv)
-    if args.image_size and not args.synthetic:
-        parser.error("--image-size needs --synthetic coco")
+    if args.image_size and not args.synthetic and args.task != "scaling":
+        parser.error("--image-size needs --synthetic coco (or --task scaling: its base size)")
+    if args.plot and args.task != "scaling":
+        parser.error("--plot is for --task scaling")
     logging.basicConfig(level=logging.WARNING)
     options = BenchmarkOptions(
         task=args.task, iters=args.iters, warmup=args.warmup, repeats=args.repeats,
@@ -165,7 +201,8 @@ def main(argv=None):
         dataset=args.dataset, image_size=args.image_size, num_images=args.num_images,
         seed=args.seed, amp=args.amp, isolate=not args.no_isolate,
         config_file=args.config_file, overrides=args.opts, backends=args.backend,
-        variants=args.variants, svd_ranks=args.svd_ranks, weights=args.weights)
+        variants=args.variants, svd_ranks=args.svd_ranks, weights=args.weights,
+        sizes=args.sizes, proposals=args.proposals, gt_boxes=args.gt_boxes, plot=args.plot)
     results = run_benchmark(options)
     print(format_report(results), flush=True)
     if args.json:

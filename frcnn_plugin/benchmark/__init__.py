@@ -8,6 +8,8 @@ detectron2's built-in RPN / StandardROIHeads (issue 6); driven by ``tools/benchm
 * :mod:`.accuracy`: same data and schedule for every model, COCO AP;
 * :mod:`.variants`: inference variants (fp32, channels-last, SVD, int8, bf16, registered
   backends) with AP and latency, against the plugin's and torchvision's fp32;
+* :mod:`.scaling`: how time and peak memory grow with the input size, the test proposals and
+  the GT boxes per image;
 * :mod:`.suite`: one run (ratios, targets) and its report.
 """
 from .peers import (  # noqa: F401

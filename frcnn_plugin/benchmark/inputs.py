@@ -69,9 +69,11 @@ def sample_coco_image_sizes(rng: np.random.RandomState, num: int) -> List[Tuple[
     return [sizes[i] for i in idx]
 
 
-def _sample_boxes(rng, height, width, num_classes):
-    """COCO-like boxes (XYWH, original pixels) and category ids (1-based)."""
-    n = int(min(rng.geometric(1.0 / _MEAN_BOXES_PER_IMAGE), 50))
+def _sample_boxes(rng, height, width, num_classes, num_boxes=None):
+    """COCO-like boxes (XYWH, original pixels) and category ids (1-based); ``num_boxes`` of
+    them, or a COCO-like count (geometric, mean 7.3, at most 50) when None."""
+    n = num_boxes if num_boxes is not None else int(
+        min(rng.geometric(1.0 / _MEAN_BOXES_PER_IMAGE), 50))
     probs = np.array([b[0] for b in _BOX_SIZE_BINS])
     boxes, classes = [], []
     for _ in range(n):
@@ -106,6 +108,7 @@ def write_synthetic_coco(
     seed: int = 0,
     image_size: Optional[Tuple[int, int]] = None,
     num_classes: int = SYNTHETIC_COCO_NUM_CLASSES,
+    boxes_per_image: Optional[int] = None,
 ) -> str:
     """Write ``num_images`` COCO-shaped JPEG images and a COCO annotation file under ``root``.
 
@@ -116,6 +119,8 @@ def write_synthetic_coco(
         image_size (tuple[int, int] or None): (height, width) of every image; None: COCO's
             sizes (:func:`sample_coco_image_sizes`).
         num_classes (int): number of categories (ids 1 ... num_classes).
+        boxes_per_image (int or None): exactly this many boxes in every image; None: a
+            COCO-like count per image.
 
     Returns:
         str: the annotation file's path.
@@ -129,7 +134,7 @@ def write_synthetic_coco(
     )
     images, annotations = [], []
     for i, (h, w) in enumerate(sizes):
-        boxes, classes = _sample_boxes(rng, h, w, num_classes)
+        boxes, classes = _sample_boxes(rng, h, w, num_classes, boxes_per_image)
         file_name = "{:06d}.jpg".format(i)
         Image.fromarray(_draw(rng, h, w, boxes)).save(
             os.path.join(root, "images", file_name), quality=90
@@ -154,7 +159,8 @@ def write_synthetic_coco(
 
 
 def register_synthetic_coco(name: str, root: str, num_images: int, seed: int = 0,
-                            image_size: Optional[Tuple[int, int]] = None) -> str:
+                            image_size: Optional[Tuple[int, int]] = None,
+                            boxes_per_image: Optional[int] = None) -> str:
     """Write (:func:`write_synthetic_coco`) and register a synthetic COCO-shaped data set.
 
     Returns:
@@ -162,7 +168,8 @@ def register_synthetic_coco(name: str, root: str, num_images: int, seed: int = 0
     """
     from detectron2.data.datasets import register_coco_instances
 
-    json_file = write_synthetic_coco(root, num_images, seed=seed, image_size=image_size)
+    json_file = write_synthetic_coco(root, num_images, seed=seed, image_size=image_size,
+                                     boxes_per_image=boxes_per_image)
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

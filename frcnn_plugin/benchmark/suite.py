@@ -26,7 +26,7 @@ from .stats import machine_info
 __all__ = ["BenchmarkOptions", "BenchmarkOptionError", "TASKS", "TARGETS", "setup_config",
            "run_benchmark", "format_report"]
 
-TASKS = ("train", "inference", "data", "accuracy", "variants")
+TASKS = ("train", "inference", "data", "accuracy", "variants", "scaling")
 # The targets, reported (never asserted): ratios plugin / torchvision and the share of
 # a training iteration spent outside the network's conv / fc / pooling layers.
 TARGETS = {"train_step_vs_torchvision": 0.9, "inference_vs_torchvision": 0.9,
@@ -65,6 +65,12 @@ class BenchmarkOptions:
     variants: Optional[Sequence[str]] = None
     svd_ranks: Sequence[int] = (1024, 256)
     weights: Optional[str] = None
+    # the scaling task (see frcnn_plugin.benchmark.scaling): the points of each sweep (empty:
+    # that sweep skipped), and an optional PNG plot of them
+    sizes: Sequence[int] = (300, 450, 600, 800, 1000)
+    proposals: Sequence[int] = (100, 300, 1000, 2000)
+    gt_boxes: Sequence[int] = (1, 10, 50, 100)
+    plot: Optional[str] = None
 
 
 def setup_config(config_file: str, overrides: Sequence[str], device: str):
@@ -251,6 +257,15 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
 
             cfg.freeze()
             models, inputs = run_variants(cfg, options, tmpdir, log=log)
+        elif options.task == "scaling":
+            from .scaling import run_scaling
+
+            if cfg.MODEL.ROI_HEADS.NUM_CLASSES != SYNTHETIC_COCO_NUM_CLASSES:
+                changes["MODEL.ROI_HEADS.NUM_CLASSES"] = [cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+                                                          SYNTHETIC_COCO_NUM_CLASSES]
+            cfg.freeze()
+            points, inputs = run_scaling(cfg, options, tmpdir, log=log)
+            models = {}
         else:
             inputs, more, entries = _prepare_inputs(cfg, options, tmpdir)
             changes.update(more)
@@ -264,6 +279,13 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
 
         ratios = variant_ratios(models)
         targets = variant_target(models, ratios)
+    elif options.task == "scaling":
+        from .scaling import plot_scaling, scaling_ratios
+
+        ratios, targets = scaling_ratios(points), {}
+        results["points"] = points
+        if options.plot:
+            results["plot"] = plot_scaling(points, options.plot)
     else:
         ratios = _ratios(options.task, models)
         targets = _targets(options.task, models, ratios)
@@ -339,6 +361,11 @@ def format_report(results: Dict[str, object]) -> str:
                          if inp.get("training") else "", inp["dataset"],
                          inp["distinct_images"], ", ".join(inp["input_sizes_hw"][:4]),
                          s["warmup"], s["repeats"], s["iters"], inp["svd_ranks"]))
+    elif task == "scaling":
+        lines.append("input: {}, {} image(s) per point, batch 1; base size {}x{}; warm-up {}, "
+                     "{} rounds x {} iterations".format(
+                         inp["source"], inp["distinct_images"], *inp["base_image_hw"],
+                         s["warmup"], s["repeats"], s["iters"]))
     elif task == "data":
         lines.append("input: {} ({} images); warm-up {} batches, {} rounds x {} batches".format(
             inp["source"], inp["dataset_images"], s["warmup"], s["repeats"], s["iters"]))
@@ -395,6 +422,12 @@ def format_report(results: Dict[str, object]) -> str:
                          _fmt(q.get("paired_vs_torchvision_fp32"), "{:.2f}"),
                          _fmt(r["memory"]["peak_mb"], "{:.0f}")])
         lines += _table(header, rows)
+    elif task == "scaling":
+        from .scaling import format_scaling
+
+        lines += format_scaling(results["points"], ratios)[1:]
+        if results.get("plot"):
+            lines += ["", "plot: {}".format(results["plot"])]
     elif task == "data":
         r = models["plugin"]
         lines += _table(
