@@ -374,6 +374,46 @@ class TestVariantsBenchmark(unittest.TestCase):
                          [8, 4])
 
 
+@pytest.mark.usefixtures("tiny_shapes")
+class TestOnnxRuntimeVariant(unittest.TestCase):
+    """The built-in ``onnx`` variant: the trained plugin exported and run by ONNX Runtime, in
+    the same table; its AP is the eager fp32 model's (exported outputs agree within 1e-5 px)."""
+
+    def test_onnx_row_has_the_fp32_accuracy(self):
+        import json
+
+        from frcnn_plugin.benchmark.variants import onnx_runtime_available
+        from tests.test_benchmark import DEMO as DEMO_PATH
+        from tests.test_benchmark import TINY
+
+        if not onnx_runtime_available():
+            self.skipTest("onnx / onnxruntime not installed (pip install -e .[export])")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "variants.json")
+            load_tool("benchmark").main([
+                "--config-file", DEMO_PATH, "--task", "variants", "--peers", "torchvision",
+                "--variants", "onnx", "--iters", "1", "--warmup", "0", "--repeats", "1",
+                "--num-images", "1", "--no-isolate", "--json", out, *TINY,
+                "SOLVER.MAX_ITER", "2", "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()"])
+            with open(out) as f:
+                saved = json.load(f)
+        # a backend runs the plugin only: no "torchvision onnx" row
+        self.assertEqual(list(saved["models"]), ["plugin fp32", "plugin onnx", "torchvision fp32"])
+        fp32, onnx = saved["models"]["plugin fp32"], saved["models"]["plugin onnx"]
+        self.assertEqual(onnx["model"]["backend"], "onnxruntime")
+        for key in ("AP", "AP50", "AP75"):
+            self.assertAlmostEqual(onnx["bbox"][key], fp32["bbox"][key], delta=0.05, msg=key)
+
+    def test_exported_models_stay_in_eval_mode(self):
+        from frcnn_plugin.export.backends import ExportedModel
+
+        model = ExportedModel("m.onnx", {})
+        self.assertFalse(model.training)
+        self.assertIs(model.train(False), model)
+        with self.assertRaisesRegex(ValueError, "inference only"):
+            model.train()
+
+
 class TestBF16(unittest.TestCase):
     def test_bf16_autocast_close_to_fp32_and_float32_outputs(self):
         from frcnn_plugin.modeling.quantize import prepare_for_inference

@@ -42,8 +42,14 @@ SWITCHES = {
         "RPN loss terms / (256 x images) (detectron2's; torchvision's is the same mean)",
         {"MODEL.RPN.LOSS_NORMALIZATION": "detectron2"},
     ),
+    "rpn_smooth_l1_torchvision": (
+        "RPN box loss smooth L1 with beta 1/9 (torchvision's and py-faster-rcnn's sigma 3) "
+        "instead of the paper's beta 1",
+        {"MODEL.RPN.SMOOTH_L1_BETA": 1.0 / 9},
+    ),
     "roi_smooth_l1": (
-        "ROI box loss smooth L1 with beta 1/9 (torchvision's) instead of L1",
+        "ROI box loss smooth L1 with beta 1/9 (torchvision's) instead of the config's "
+        "(the paper's beta 1)",
         {"MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 1.0 / 9},
     ),
     "no_weight_decay_on_norm": (

@@ -1,7 +1,9 @@
 """Inference variants side by side (issue 13): the same trained weights run as fp32,
-channels-last, truncated-SVD fc6/fc7, int8 fc layers, bf16 autocast (and combinations, and any
-backend registered with :func:`register_variant`, e.g. ONNX Runtime), each with its AP / AP50 on
-the held-out images and its latency, as ratios to the plugin's fp32 and to torchvision's fp32.
+channels-last, truncated-SVD fc6/fc7, int8 fc layers, bf16 autocast (and combinations), ONNX
+Runtime (``onnx``: the fp32 model exported as ``tools/export_model.py`` does; in the default list
+when onnx and onnxruntime are installed) and any backend registered with
+:func:`register_variant`, each with its AP / AP50 on the held-out images and its latency, as
+ratios to the plugin's fp32 and to torchvision's fp32.
 
 A variant name is ``fp32`` or tricks joined by ``+``, in any order: ``channels_last``, ``svd``
 (ranks from ``svd_ranks``), ``int8`` (fc6/fc7), ``bf16``; or a registered backend name. The
@@ -45,6 +47,24 @@ def register_variant(name: str, builder: Callable):
     if name in TRICKS or name == "fp32" or "+" in name:
         raise ValueError("variant name {!r} is taken by the built-in tricks".format(name))
     VARIANT_BUILDERS[name] = builder
+
+
+def _onnx_runtime_variant(cfg, weights: Optional[str], example: dict):
+    """The ``onnx`` variant: the plugin's fp32 model with ``weights``, traced on ``example`` and
+    exported as ``tools/export_model.py --format onnx`` does, run by ONNX Runtime (CPU)."""
+    from ..export import exported_model
+
+    model, _ = build_variant(cfg, "plugin", "fp32", weights)
+    return exported_model(cfg, model, example, "onnx"), {"backend": "onnxruntime"}
+
+
+register_variant("onnx", _onnx_runtime_variant)
+
+
+def onnx_runtime_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 def parse_variant(name: str) -> Tuple[str, ...]:
@@ -302,6 +322,8 @@ def run_variants(cfg, options, tmpdir: str, log=print):
     from .measure import run_interleaved
 
     variants = list(options.variants or DEFAULT_VARIANTS)
+    if not options.variants and onnx_runtime_available():
+        variants.append("onnx")  # ONNX Runtime (frcnn_plugin[export]) when installed
     for v in variants:
         parse_variant(v)
     if "fp32" not in variants:

@@ -40,7 +40,17 @@ class ExportedModel:
         self.path = path
         self.metadata = metadata
 
+    # detectron2's inference_context (inference_on_dataset) saves model.training, calls
+    # model.eval() and restores with model.train(saved): an exported graph is always in eval mode
+    training = False
+
     def eval(self):  # BatchPredictor calls model.eval()
+        return self
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise ValueError("An exported model runs inference only; allowed: train(False), "
+                             "eval()")
         return self
 
     def run(self, image: torch.Tensor, height: int, width: int):
