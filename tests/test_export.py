@@ -360,3 +360,75 @@ def test_failed_check_writes_nothing(setup, tmp_path, one_thread):
     report = export_model(cfg, model, samples, "tracing", "torchscript", path, -1, -1,
                           keep_on_mismatch=True)
     assert report.written and os.path.isfile(path) and not report.rows[0].ok(-1, -1)
+
+
+@needs_onnxruntime
+@pytest.mark.usefixtures("tiny_shapes")
+def test_int8_twin(setup, tmp_path, capsys, one_thread):
+    """--int8-calibration N: model.onnx checked as always, plus model_int8.onnx whose Conv and
+    Gemm weights are int8 (QDQ), calibrated on N training images, with the export metadata;
+    predict --backend onnx runs it."""
+    import onnx
+
+    root, _, images = setup
+    out = tmp_path / "out"
+    report = export(setup, "onnx", out, "--int8-calibration", "3",
+                    "DATASETS.TRAIN", "('frcnn_test_train',)")
+    assert report.written and all(r.ok() for r in report.rows)  # the fp32 file's check
+    printed = capsys.readouterr().out
+    assert "Wrote {}".format(out / "model_int8.onnx") in printed
+    assert "calibrated on 3 image(s) of frcnn_test_train" in printed
+    assert "matched (same class, IoU >= 0.5)" in printed
+    proto = onnx.load(str(out / "model_int8.onnx"))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
+    int8_weights = [t for t in proto.graph.initializer  # (zero points: 1-D int8 tensors)
+                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]
+    # VGG11 has 8 convolutions, the RPN 3 (conv, objectness, deltas), the box head fc6, fc7,
+    # and the predictor 2 (classes, boxes): 15 int8 weight tensors
+    assert len(int8_weights) == 15
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["frcnn_export"])
+    assert meta["quantization"]["calibration_images"] == 3
+    assert meta["quantization"]["op_types"] == ["Conv", "Gemm"]
+    assert meta["inputs"] == ["height", "image", "width"]  # the export's metadata kept
+    predictions = _predict(setup, "onnx", out / "model_int8.onnx", tmp_path / "pred")
+    assert {p["image_id"] for p in predictions} <= {0, 1}  # ran on both images
+    # an existing int8 file is refused before any work; int8 is for ONNX only
+    (out / "model.onnx").unlink()
+    with pytest.raises(OutputExistsError, match="model_int8.onnx exists already"):
+        export(setup, "onnx", out, "--int8-calibration", "3")
+    assert not (out / "model.onnx").exists()
+    line = _error("export_model", ["--config-file", DEMO, "--sample-image", images[0],
+                                   "--output", str(tmp_path / "ts"), "--format", "torchscript",
+                                   "--int8-calibration", "3"], capsys)
+    assert "--int8-calibration quantizes an ONNX model; allowed with --format onnx" in line
+    line = _error("export_model", ["--config-file", DEMO, "--sample-image", images[0],
+                                   "--output", str(tmp_path / "neg"), "--format", "onnx",
+                                   "--int8-calibration", "-2"], capsys)
+    assert "--int8-calibration -2; allowed: a number of images >= 1" in line
+
+
+def test_int8_comparison_by_hand():
+    """compare_int8: confident detections (score >= 0.5) paired by class and IoU >= 0.5."""
+    from detectron2.structures import Boxes, Instances
+
+    from frcnn_plugin.export.run import compare_int8
+
+    def inst(boxes, scores, classes):
+        i = Instances((100, 100))
+        i.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+        i.scores = torch.tensor(scores)
+        i.pred_classes = torch.tensor(classes)
+        return i
+
+    eager = inst([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60], [0, 0, 10, 10]],
+                 [0.9, 0.8, 0.7, 0.3], [0, 1, 2, 0])
+    # box 1 shifted by 2 px in x: IoU 18*20 / (22*20) = 9/11; box 2 with another class; one
+    # extra confident detection
+    int8 = inst([[0, 0, 10, 10], [22, 20, 42, 40], [50, 50, 60, 60], [70, 70, 80, 80]],
+                [0.95, 0.6, 0.7, 0.55], [0, 1, 1, 2])
+    r = compare_int8("x", eager, int8)
+    assert (r.eager, r.int8, r.matched) == (3, 4, 2)
+    assert r.mean_iou == pytest.approx((1 + 9 / 11) / 2)
+    empty = compare_int8("e", eager[eager.scores < 0], int8)
+    assert (empty.eager, empty.matched, empty.mean_iou) == (0, 0, None)

@@ -376,8 +376,9 @@ class TestVariantsBenchmark(unittest.TestCase):
 
 @pytest.mark.usefixtures("tiny_shapes")
 class TestOnnxRuntimeVariant(unittest.TestCase):
-    """The built-in ``onnx`` variant: the trained plugin exported and run by ONNX Runtime, in
-    the same table; its AP is the eager fp32 model's (exported outputs agree within 1e-5 px)."""
+    """The built-in ``onnx`` and ``onnx_int8`` variants: the trained plugin exported and run by
+    ONNX Runtime, in the same table; the fp32 file's AP is the eager model's (exported outputs
+    agree within 1e-5 px)."""
 
     def test_onnx_row_has_the_fp32_accuracy(self):
         import json
@@ -392,15 +393,19 @@ class TestOnnxRuntimeVariant(unittest.TestCase):
             out = os.path.join(tmp, "variants.json")
             load_tool("benchmark").main([
                 "--config-file", DEMO_PATH, "--task", "variants", "--peers", "torchvision",
-                "--variants", "onnx", "--iters", "1", "--warmup", "0", "--repeats", "1",
+                "--variants", "onnx,onnx_int8", "--iters", "1", "--warmup", "0", "--repeats", "1",
                 "--num-images", "1", "--no-isolate", "--json", out, *TINY,
                 "SOLVER.MAX_ITER", "2", "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()"])
             with open(out) as f:
                 saved = json.load(f)
         # a backend runs the plugin only: no "torchvision onnx" row
-        self.assertEqual(list(saved["models"]), ["plugin fp32", "plugin onnx", "torchvision fp32"])
+        self.assertEqual(list(saved["models"]), ["plugin fp32", "plugin onnx", "plugin onnx_int8",
+                                                 "torchvision fp32"])
         fp32, onnx = saved["models"]["plugin fp32"], saved["models"]["plugin onnx"]
         self.assertEqual(onnx["model"]["backend"], "onnxruntime")
+        int8 = saved["models"]["plugin onnx_int8"]
+        self.assertEqual(int8["model"]["calibration_images"], 8)  # frcnn_test_train has 8
+        self.assertIn("AP50", int8["bbox"])
         for key in ("AP", "AP50", "AP75"):
             self.assertAlmostEqual(onnx["bbox"][key], fp32["bbox"][key], delta=0.05, msg=key)
 

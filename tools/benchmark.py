@@ -9,8 +9,8 @@ Tasks:
   accuracy   train each model with the same data and schedule, COCO AP on DATASETS.TEST[0]
   variants   train the plugin once (or --weights), then AP/AP50 on DATASETS.TEST[0] and latency
              of each inference variant (fp32, channels_last, svd, int8, bf16, combinations
-             joined by +; onnx: ONNX Runtime; registered backends), as ratios to fp32 and to
-             torchvision's fp32
+             joined by +; onnx, onnx_int8: ONNX Runtime fp32 and int8; registered backends),
+             as ratios to fp32 and to torchvision's fp32
              (torchvision runs the trained weights converted, with the same tricks)
   scaling    how cost grows: time, time outside the network and peak memory per image against
              the short side (--sizes), the test proposals (--proposals) and, in training, the
@@ -150,8 +150,8 @@ def argument_parser():
                    help="mixed precision on CUDA (float16 autocast + GradScaler)")
     p.add_argument("--variants", type=variant_list, default=None,
                    help="variants task: comma-separated variants (default: fp32, channels_last, "
-                        "svd, int8, svd+int8, channels_last+svd+int8, bf16, and onnx (ONNX "
-                        "Runtime) when installed)")
+                        "svd, int8, svd+int8, channels_last+svd+int8, bf16, and onnx, onnx_int8 "
+                        "(ONNX Runtime fp32 and int8) when installed)")
     p.add_argument("--svd-ranks", type=rank_pair, default=[1024, 256], metavar="FC6,FC7",
                    help="variants task: ranks of the svd trick (default 1024,256; clipped to "
                         "MODEL.ROI_BOX_HEAD.FC_DIM)")

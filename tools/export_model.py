@@ -17,7 +17,10 @@ original size) and ``image`` (resized, (C, H, W) float32), outputs ``boxes`` (or
 pixels), ``scores`` and ``classes``. The first sample image is traced; every sample image is run
 by the exported file (TorchScript, or ONNX in onnxruntime on the CPU) and by the eager model, and
 a table of the differences per output is printed. Without ``--sample-image`` the first image of
-``DATASETS.TEST[0]`` is used. Run the file with ``tools/predict.py --backend``.
+``DATASETS.TEST[0]`` is used. Run the file with ``tools/predict.py --backend``. With
+``--format onnx --int8-calibration N`` also ``model_int8.onnx``: the checked file with its
+convolutions and fc layers quantized to int8 by ONNX Runtime (static, calibrated on the first N
+images of ``DATASETS.TRAIN[0]``), run by ``--backend onnx`` too.
 
 A user's mistake ends with one ``error: ...`` paragraph and exit status 2; ``--debug`` (or
 ``FRCNN_DEBUG=1``) shows the traceback. A failed check writes nothing and exits with status 2.
@@ -33,7 +36,9 @@ from frcnn_plugin.export import (
     FORMATS,
     ONNX_OPSET,
     SCORE_ATOL,
+    calibration_inputs,
     check_exportable,
+    export_int8,
     export_model,
     output_path,
 )
@@ -73,7 +78,12 @@ def argument_parser():
     parser.add_argument("--keep-on-mismatch", action="store_true",
                         help="write the file even if the check fails")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing model.ts / model.onnx")
+                        help="replace an existing model.ts / model.onnx (/ model_int8.onnx)")
+    parser.add_argument(
+        "--int8-calibration", type=int, default=0, metavar="N",
+        help="--format onnx: also write model_int8.onnx, its convolutions and fc layers "
+             "quantized to int8 by ONNX Runtime (static, calibrated on the first N images of "
+             "DATASETS.TRAIN[0]; e.g. 8); its differences from the eager model are printed")
     add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE config overrides")
@@ -132,6 +142,13 @@ def main(argv=None):
     cfg = setup_cfg(args.config_file, list(args.opts) + ["MODEL.DEVICE", "cpu"])
     check_exportable(cfg, args.export_method, args.format)
     path = output_path(args.output, args.format, args.overwrite)  # before any work
+    int8_path = None
+    if args.int8_calibration:
+        if args.format != "onnx":
+            raise ConfigError("--int8-calibration quantizes an ONNX model; allowed with "
+                              "--format onnx")
+        int8_path = output_path(args.output, "onnx_int8", args.overwrite)
+        calibration = calibration_inputs(cfg, args.int8_calibration)
     samples = sample_images(cfg, args.sample_image)
     model, untrained = build_inspection_model(cfg, weights_of(cfg, args))
     if untrained:
@@ -146,6 +163,12 @@ def main(argv=None):
         + (", opset {}".format(ONNX_OPSET) if args.format == "onnx" else ""),
         "check passed" if all(r.ok(args.box_atol, args.score_atol) for r in report.rows)
         else "CHECK FAILED (kept: --keep-on-mismatch)", report.seconds), flush=True)
+    if int8_path:
+        int8 = export_int8(cfg, model, samples, report.path, int8_path, calibration)
+        print(int8.table)
+        print("Wrote {} (int8 Conv and Gemm, ONNX Runtime static quantization calibrated on {} "
+              "image(s) of {}) in {:.1f} s".format(
+                  int8.path, len(calibration), cfg.DATASETS.TRAIN[0], int8.seconds), flush=True)
     return report
 
 

@@ -1,7 +1,8 @@
 """Inference variants side by side (issue 13): the same trained weights run as fp32,
 channels-last, truncated-SVD fc6/fc7, int8 fc layers, bf16 autocast (and combinations), ONNX
-Runtime (``onnx``: the fp32 model exported as ``tools/export_model.py`` does; in the default list
-when onnx and onnxruntime are installed) and any backend registered with
+Runtime (``onnx``: the fp32 model exported as ``tools/export_model.py`` does; ``onnx_int8``: that
+file with int8 convolutions and fc layers, as ``--int8-calibration`` writes it; both in the
+default list when onnx and onnxruntime are installed) and any backend registered with
 :func:`register_variant`, each with its AP / AP50 on the held-out images and its latency, as
 ratios to the plugin's fp32 and to torchvision's fp32.
 
@@ -58,7 +59,25 @@ def _onnx_runtime_variant(cfg, weights: Optional[str], example: dict):
     return exported_model(cfg, model, example, "onnx"), {"backend": "onnxruntime"}
 
 
+# training images the onnx_int8 variant calibrates on
+INT8_CALIBRATION_IMAGES = 8
+
+
+def _onnx_runtime_int8_variant(cfg, weights: Optional[str], example: dict):
+    """The ``onnx_int8`` variant: the ``onnx`` variant's file with its convolutions and fc
+    layers quantized to int8 by ONNX Runtime (static, calibrated on the first
+    :data:`INT8_CALIBRATION_IMAGES` images of ``DATASETS.TRAIN[0]``), as
+    ``tools/export_model.py --int8-calibration`` writes it."""
+    from ..export import calibration_inputs, exported_model
+
+    model, _ = build_variant(cfg, "plugin", "fp32", weights)
+    calibration = calibration_inputs(cfg, INT8_CALIBRATION_IMAGES)
+    return exported_model(cfg, model, example, "onnx", int8_calibration=calibration), {
+        "backend": "onnxruntime int8", "calibration_images": len(calibration)}
+
+
 register_variant("onnx", _onnx_runtime_variant)
+register_variant("onnx_int8", _onnx_runtime_int8_variant)
 
 
 def onnx_runtime_available() -> bool:
@@ -323,7 +342,7 @@ def run_variants(cfg, options, tmpdir: str, log=print):
 
     variants = list(options.variants or DEFAULT_VARIANTS)
     if not options.variants and onnx_runtime_available():
-        variants.append("onnx")  # ONNX Runtime (frcnn_plugin[export]) when installed
+        variants += ["onnx", "onnx_int8"]  # ONNX Runtime (frcnn_plugin[export]) when installed
     for v in variants:
         parse_variant(v)
     if "fp32" not in variants:

@@ -120,11 +120,17 @@ class OnnxModel(ExportedModel):
         super().__init__(path, _parse_metadata(path, props.get(METADATA_KEY, "")))
 
     def run(self, image, height, width):
-        feed = {"height": np.array(height, dtype=np.int64),
-                "image": image.detach().cpu().numpy().astype(np.float32),
-                "width": np.array(width, dtype=np.int64)}
+        feed = onnx_feed(image, height, width)
         boxes, scores, classes = self.session.run(list(self.metadata["outputs"]), feed)
         return torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes)
+
+
+def onnx_feed(image: torch.Tensor, height: int, width: int) -> Dict[str, np.ndarray]:
+    """An exported ONNX model's inputs for one image: ``image`` the resized (C, H, W) tensor
+    (fed as float32), ``height`` / ``width`` the original size."""
+    return {"height": np.array(height, dtype=np.int64),
+            "image": image.detach().cpu().numpy().astype(np.float32),
+            "width": np.array(width, dtype=np.int64)}
 
 
 def _first_line(error) -> str:

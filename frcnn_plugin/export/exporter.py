@@ -39,7 +39,8 @@ __all__ = [
 
 EXPORT_METHODS = ("tracing", "scripting")
 FORMATS = ("torchscript", "onnx")
-FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+# "onnx_int8": the int8 twin of model.onnx (export_model --int8-calibration), an ONNX file
+FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx", "onnx_int8": "model_int8.onnx"}
 # ONNX opset of torch.onnx's TorchScript-based exporter (dynamo=False): 16+ has RoIAlign with
 # aligned=True (ROIAlignV2); torchvision registers nms, roi_align and roi_pool for it.
 ONNX_OPSET = 17

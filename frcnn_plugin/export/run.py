@@ -8,19 +8,20 @@ keep it anyway).
 """
 import os
 import time
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from ..cli import OutputExistsError, UserError
+from ..cli import ConfigError, OutputExistsError, UserError
 from ..files import atomic_write
 from ..predict.predictor import BatchPredictor
 from .backends import load_exported
 from .check import BOX_ATOL, SCORE_ATOL, Comparison, compare_instances, comparison_table
 from .exporter import FILE_NAMES, check_exportable, export_bytes, export_metadata, trace_adapter
 
-__all__ = ["ExportCheckError", "ExportReport", "output_path", "export_model", "exported_model"]
+__all__ = ["ExportCheckError", "ExportReport", "output_path", "export_model", "exported_model",
+           "calibration_inputs", "export_int8"]
 
 
 class ExportCheckError(UserError):
@@ -95,14 +96,116 @@ def export_model(cfg, model, samples: Sequence[Tuple[str, np.ndarray]], method: 
     return report
 
 
-def exported_model(cfg, model, sample: dict, fmt: str, method: str = "tracing"):
+def exported_model(cfg, model, sample: dict, fmt: str, method: str = "tracing",
+                   int8_calibration: Optional[Sequence[dict]] = None):
     """``model`` traced on one input dict (``image``, ``height``, ``width``) and loaded back
     from its bytes as an :class:`~frcnn_plugin.export.backends.ExportedModel` (no file, no
-    check), e.g. to time a backend (``tools/benchmark.py --backend``)."""
+    check), e.g. to time a backend (``tools/benchmark.py --backend``). With
+    ``int8_calibration`` (input dicts; ONNX only) the file is first quantized to int8
+    (:func:`~frcnn_plugin.export.quantize.quantize_onnx_int8`)."""
     check_exportable(cfg, method, fmt)
+    if int8_calibration is not None and fmt != "onnx":
+        raise ConfigError("int8 quantization is for --format onnx; allowed: onnx")
     sample = dict(sample, image=sample["image"].float().cpu())
     sample.setdefault("height", sample["image"].shape[-2])
     sample.setdefault("width", sample["image"].shape[-1])
     metadata = export_metadata(cfg, method, fmt, tuple(sample["image"].shape[-2:]))
     data = export_bytes(trace_adapter(model.cpu(), sample), fmt, metadata)
+    if int8_calibration is not None:
+        from .quantize import quantize_onnx_int8
+
+        data = quantize_onnx_int8(data, int8_calibration)
     return load_exported("<{} in memory>".format(fmt), fmt, data=data)
+
+
+class Int8Comparison(NamedTuple):
+    """One image: confident detections (score >= ``INT8_SCORE``) of the eager and the int8
+    model, how many pair up (same class, IoU >= 0.5, greedy by IoU) and their mean IoU."""
+
+    name: str
+    eager: int
+    int8: int
+    matched: int
+    mean_iou: Optional[float]
+
+
+INT8_SCORE = 0.5
+
+
+def compare_int8(name: str, eager, int8) -> Int8Comparison:
+    """:class:`Int8Comparison` of two ``Instances``."""
+    from detectron2.structures import pairwise_iou
+
+    a = eager.to("cpu")[eager.scores.cpu() >= INT8_SCORE]
+    b = int8.to("cpu")[int8.scores.cpu() >= INT8_SCORE]
+    iou = pairwise_iou(a.pred_boxes, b.pred_boxes)
+    iou[a.pred_classes[:, None] != b.pred_classes[None, :]] = 0
+    ious = []
+    while iou.numel() and float(iou.max()) >= 0.5:
+        i, j = divmod(int(torch.argmax(iou)), iou.shape[1])
+        ious.append(float(iou[i, j]))
+        iou[i, :] = 0
+        iou[:, j] = 0
+    return Int8Comparison(name, len(a), len(b), len(ious),
+                          sum(ious) / len(ious) if ious else None)
+
+
+def int8_table(rows: Sequence[Int8Comparison]) -> str:
+    """A text table of :class:`Int8Comparison` rows (no tolerance: int8 changes the outputs
+    by design)."""
+    header = ("image", "detections >= {:g} eager/int8".format(INT8_SCORE),
+              "matched (same class, IoU >= 0.5)", "mean IoU of the matches")
+    body = [(r.name, "{}/{}".format(r.eager, r.int8), str(r.matched),
+             "-" if r.mean_iou is None else "{:.3f}".format(r.mean_iou)) for r in rows]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+             for line in [header] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def calibration_inputs(cfg, num_images: int, dataset: Optional[str] = None) -> List[dict]:
+    """The first ``num_images`` images of ``dataset`` (default ``DATASETS.TRAIN[0]``) as the
+    test-time model inputs (the config's test mapper: resized as in evaluation), for int8
+    calibration.
+
+    Raises:
+        ConfigError: no data set, or ``num_images`` < 1.
+    """
+    from ..data import FRCNNDatasetMapper
+    from ..data.checks import load_dataset_dicts
+
+    if num_images < 1:
+        raise ConfigError("--int8-calibration {}; allowed: a number of images >= 1".format(
+            num_images))
+    if dataset is None:
+        if not cfg.DATASETS.TRAIN:
+            raise ConfigError("int8 calibration reads DATASETS.TRAIN[0], which is empty; "
+                              "allowed: a config with a training data set")
+        dataset = cfg.DATASETS.TRAIN[0]
+    dicts = load_dataset_dicts(dataset)[:num_images]
+    mapper = FRCNNDatasetMapper(cfg, is_train=False)
+    return [mapper(dict(d)) for d in dicts]
+
+
+def export_int8(cfg, model, samples: Sequence[Tuple[str, np.ndarray]], fp32_path: str,
+                path: str, calibration: Sequence[dict]) -> ExportReport:
+    """Quantize the checked ONNX file ``fp32_path`` to int8 (calibrated on ``calibration``),
+    write it to ``path`` atomically and compare it with the eager ``model`` on ``samples``.
+    The differences are reported, not checked: int8 changes the outputs by design (its AP is
+    measured by ``tools/benchmark.py --task variants --variants onnx_int8``)."""
+    from .quantize import quantize_onnx_int8
+
+    start = time.perf_counter()
+    with open(fp32_path, "rb") as f:
+        data = quantize_onnx_int8(f.read(), calibration)
+    exported = load_exported(path, "onnx", data=data)
+    predictor = BatchPredictor(cfg, model)
+    inputs = [predictor.inputs(image) for _, image in samples]
+    with torch.no_grad():
+        expected = [model([x])[0]["instances"].to("cpu") for x in inputs]
+    rows = [compare_int8(name, ref, exported([x])[0]["instances"])
+            for (name, _), x, ref in zip(samples, inputs, expected)]
+    table = int8_table(rows)
+    atomic_write(path, lambda f: f.write(data))
+    return ExportReport(path, True, rows, table, exported.metadata, time.perf_counter() - start)
