@@ -67,13 +67,19 @@ def _onnx_runtime_int8_variant(cfg, weights: Optional[str], example: dict):
     """The ``onnx_int8`` variant: the ``onnx`` variant's file with its convolutions and fc
     layers quantized to int8 by ONNX Runtime (static, calibrated on the first
     :data:`INT8_CALIBRATION_IMAGES` images of ``DATASETS.TRAIN[0]``), as
-    ``tools/export_model.py --int8-calibration`` writes it."""
+    ``tools/export_model.py --int8-calibration`` writes it. Untrained weights (``--synthetic``:
+    latency only, no AP) are calibrated on ``example``, the timed image."""
     from ..export import calibration_inputs, exported_model
 
     model, _ = build_variant(cfg, "plugin", "fp32", weights)
-    calibration = calibration_inputs(cfg, INT8_CALIBRATION_IMAGES)
+    if weights:
+        calibration = calibration_inputs(cfg, INT8_CALIBRATION_IMAGES)
+        source = cfg.DATASETS.TRAIN[0]
+    else:
+        calibration, source = [example], "the timed image (untrained weights: latency only)"
     return exported_model(cfg, model, example, "onnx", int8_calibration=calibration), {
-        "backend": "onnxruntime int8", "calibration_images": len(calibration)}
+        "backend": "onnxruntime int8", "calibration_images": len(calibration),
+        "calibration_source": source}
 
 
 register_variant("onnx", _onnx_runtime_variant)
