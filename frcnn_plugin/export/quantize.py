@@ -11,8 +11,9 @@ the export's metadata, plus a ``quantization`` entry, so that ``tools/predict.py
 onnx`` and the benchmark run it as any exported file.
 
 Why ONNX Runtime: it is the maintained int8 path for this exported graph on x86 CPUs (VNNI
-kernels; ``torch.ao.quantization`` is deprecated, torchao's PT2E flow does not take the
-detector's data-dependent control flow), and it needs no code of the plugin's in the graph.
+kernels; ``torch.ao.quantization`` is deprecated; torchao's PT2E flow would need a
+``torch.export`` of the whole detector, whose proposal selection and NMS have data-dependent
+shapes, and was not tried), and it needs no code of the plugin's in the graph.
 """
 import json
 import os
