@@ -79,8 +79,13 @@ class TestTool(unittest.TestCase):
         argv = ["--config-file", DEMO, "--seeds", "1", "--switches", "vgg_init_torchvision",
                 "--peers", "torchvision (own init)", "--out-dir", self.out, *TINY]
         results = tool.main(argv)
-        self.assertEqual(sorted(results), ["plugin + vgg_init_torchvision|0", "plugin|0",
-                                           "torchvision (own init)|0"])
+        self.assertEqual(sorted(results), [
+            "plugin + test_nms_0.5|0", "plugin + vgg_init_torchvision|0", "plugin|0",
+            "torchvision (own init) + test_nms_0.5|0", "torchvision (own init)|0"])
+        # a test-time row: the base row's training, evaluated with the switch
+        test_row = results["plugin + test_nms_0.5|0"]
+        self.assertEqual(test_row["train_time_s"], results["plugin|0"]["train_time_s"])
+        self.assertEqual(test_row["overrides"], {"MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.5})
         for r in results.values():
             self.assertIn("AP50", r["bbox"])
             self.assertEqual(r["iters"], 2)
@@ -91,4 +96,19 @@ class TestTool(unittest.TestCase):
         self.assertEqual(os.stat(path).st_mtime_ns, before)
         self.assertEqual(json.loads(json.dumps(again, default=str)).keys(), results.keys())
         with open(os.path.join(self.out, "ablation.md")) as f:
-            self.assertEqual(len(f.read().strip().splitlines()), 2 + 3)
+            self.assertEqual(len(f.read().strip().splitlines()), 2 + 5)
+
+    def test_test_time_variant_with_the_same_keys_gives_the_same_ap(self):
+        """The retrained-free evaluation rebuilds the model with the keys and loads the trained
+        weights: with the keys' own values it must give the base evaluation's AP exactly."""
+        from frcnn_plugin.benchmark.accuracy import train_and_evaluate
+        from frcnn_plugin.data.checks import load_train_dataset_dicts
+
+        cfg = load_config("vgg16_frcnn_shapes_demo.yaml", *TINY)
+        result = train_and_evaluate(
+            cfg, "plugin", load_train_dataset_dicts(cfg), seed=0, output_dir=self.out,
+            test_variants={"same": {"MODEL.ROI_HEADS.NMS_THRESH_TEST":
+                                    cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST}})
+        # (json: NaN, e.g. the AP of an absent size, compares equal to itself)
+        self.assertEqual(json.dumps(result["test_variants"]["same"], sort_keys=True),
+                         json.dumps(result["bbox"], sort_keys=True))

@@ -9,7 +9,9 @@ schedule, optimizer and ``COCOEvaluator`` for every model) on ``DATASETS.TRAIN``
 - ``plugin + <switch>``: the config with one of :data:`SWITCHES` applied (a switch whose keys
   already have its values in the config is skipped: it is the baseline);
 - ``torchvision (own init)``: torchvision's model with its own default initialization;
-- ``torchvision (copied init)``: torchvision's model starting from the plugin's initial weights.
+- ``torchvision (copied init)``: torchvision's model starting from the plugin's initial weights;
+- ``<row> + <test switch>``: the trained weights of ``plugin`` and of each torchvision row
+  evaluated again with a test-time switch of :data:`TEST_SWITCHES` (no retraining).
 
 Results are kept per run in ``ablation.json`` (written atomically after every run), so an
 interrupted ablation resumes where it stopped; :func:`summarize` gives mean ± sample standard
@@ -23,7 +25,8 @@ from typing import Dict, List, Sequence
 
 from ..files import atomic_write
 
-__all__ = ["SWITCHES", "PEER_ROWS", "plan_runs", "run_ablation", "summarize", "format_table"]
+__all__ = ["SWITCHES", "TEST_SWITCHES", "PEER_ROWS", "plan_runs", "run_ablation", "summarize",
+           "format_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,17 @@ SWITCHES = {
     ),
 }
 
+# Test-time switches: name -> (what it changes, config overrides). They need no retraining:
+# the trained weights of the plugin row and of each peer row are also evaluated with them,
+# giving the rows "<row> + <name>".
+TEST_SWITCHES = {
+    "test_nms_0.5": (
+        "test-time NMS IoU threshold 0.5 (torchvision's and detectron2's default) instead of "
+        "the paper's 0.3",
+        {"MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.5},
+    ),
+}
+
 # the torchvision rows: name -> (model kind, init)
 PEER_ROWS = {
     "torchvision (own init)": ("torchvision", "own"),
@@ -108,10 +122,17 @@ def plan_runs(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequenc
             raise ValueError("peer {!r}; allowed: {}".format(name, ", ".join(PEER_ROWS)))
         rows.append((name,) + PEER_ROWS[name] + ({},))
     return [
-        {"row": row, "kind": kind, "init": init, "overrides": overrides, "seed": seed}
+        {"row": row, "kind": kind, "init": init, "overrides": overrides, "seed": seed,
+         # the test-time switches for the plugin as configured and the peers
+         "test_switches": [t for t in TEST_SWITCHES if applies(cfg, TEST_SWITCHES[t][1])]
+         if not overrides else []}
         for row, kind, init, overrides in rows
         for seed in seeds
     ]
+
+
+def _test_key(run, name: str) -> str:
+    return "{} + {}|{}".format(run["row"], name, run["seed"])
 
 
 def _run_key(run) -> str:
@@ -138,7 +159,8 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
     dicts = load_train_dataset_dicts(cfg)
     for run in plan_runs(cfg, switches, peers, seeds):
         key = _run_key(run)
-        if key in done:
+        tests = {_test_key(run, t): t for t in run["test_switches"]}
+        if key in done and all(k in done for k in tests):
             continue
         run_cfg = cfg.clone()
         run_cfg.defrost()
@@ -153,8 +175,15 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
         result = train_and_evaluate(
             run_cfg, run["kind"], dicts, seed=run["seed"], init=run["init"],
             log_period=log_period, output_dir=os.path.join(output_dir, "eval", folder),
+            test_variants={t: TEST_SWITCHES[t][1] for t in run["test_switches"]},
         )
+        by_test = result.pop("test_variants", {})
         done[key] = dict(run, **result)
+        for test_key, name in tests.items():
+            done[test_key] = dict(run, **dict(
+                result, row="{} + {}".format(run["row"], name), bbox=by_test[name],
+                overrides=dict(run["overrides"], **TEST_SWITCHES[name][1]),
+                test_switches=[]))
         text = json.dumps(done, indent=2, default=str)
         atomic_write(path, lambda f: f.write(text), mode="w")
     return done

@@ -34,9 +34,37 @@ def _coco_evaluator(cfg, dataset_name: str, output_dir: str):
                          output_dir=output_dir, use_fast_impl=fast)
 
 
+def _set_keys(cfg, overrides: Dict[str, object]):
+    """A copy of ``cfg`` with ``{"A.B.C": value}`` set."""
+    out = cfg.clone()
+    out.defrost()
+    for key, value in overrides.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    out.freeze()
+    return out
+
+
+def _evaluate(cfg, model, output_dir: str) -> Dict[str, float]:
+    from detectron2.data import build_detection_test_loader
+    from detectron2.evaluation import inference_on_dataset
+
+    from frcnn_plugin.data import prepare_dataset
+
+    test_name = cfg.DATASETS.TEST[0]
+    prepare_dataset(test_name)
+    evaluator = _coco_evaluator(cfg, test_name, output_dir)
+    results = inference_on_dataset(model, build_detection_test_loader(cfg, test_name), evaluator)
+    return dict(results.get("bbox", {}))
+
+
 def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: str = "copied",
                        log_period: int = 20, output_dir: str = None, save_to: str = None,
-                       evaluate: bool = True) -> Dict[str, object]:
+                       evaluate: bool = True,
+                       test_variants: Dict[str, Dict[str, object]] = None) -> Dict[str, object]:
     """Train one model kind for ``SOLVER.MAX_ITER`` iterations, then evaluate it.
 
     Args:
@@ -48,18 +76,21 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: st
             :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`).
         save_to (str): also save the trained weights there (``{"model": state_dict}``).
         evaluate (bool): evaluate (else "bbox" is empty).
+        test_variants (dict): name -> test-time config overrides (e.g.
+            ``{"MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.5}``): the trained weights are also
+            evaluated in a model built with those keys (no retraining).
 
     Returns:
-        dict: "bbox" (COCOEvaluator's AP table), "train_time_s", "iters", "last_losses".
+        dict: "bbox" (COCOEvaluator's AP table), "train_time_s", "iters", "last_losses", and
+        with ``test_variants`` "test_variants" (name -> AP table).
     """
-    from detectron2.data import build_detection_test_loader, build_detection_train_loader
+    from detectron2.data import build_detection_train_loader
     from detectron2.data.samplers import TrainingSampler
-    from detectron2.evaluation import inference_on_dataset
     from detectron2.solver import build_lr_scheduler, build_optimizer
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.events import EventStorage
 
-    from frcnn_plugin.data import FRCNNDatasetMapper, prepare_dataset
+    from frcnn_plugin.data import FRCNNDatasetMapper
 
     from .peers import build_benchmark_model
 
@@ -97,21 +128,30 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: st
     if not evaluate:
         return {"bbox": {}, "train_time_s": train_time, "iters": cfg.SOLVER.MAX_ITER,
                 "last_losses": last, "model": info}
-    test_name = cfg.DATASETS.TEST[0]
-    prepare_dataset(test_name)
     out = output_dir or tempfile.mkdtemp(prefix="frcnn_bench_eval_")
-    evaluator = _coco_evaluator(cfg, test_name, os.path.join(out, kind))
     start = time.perf_counter()
-    results = inference_on_dataset(model, build_detection_test_loader(cfg, test_name), evaluator)
-    logger.warning("%s: %s", kind, {k: round(v, 2) for k, v in results.get("bbox", {}).items()})
-    return {
-        "bbox": dict(results.get("bbox", {})),
+    bbox = _evaluate(cfg, model, os.path.join(out, kind))
+    logger.warning("%s: %s", kind, {k: round(v, 2) for k, v in bbox.items()})
+    result = {
+        "bbox": bbox,
         "train_time_s": train_time,
         "eval_time_s": time.perf_counter() - start,
         "iters": cfg.SOLVER.MAX_ITER,
         "last_losses": last,
         "model": info,
     }
+    if test_variants:
+        result["test_variants"] = {}
+        state = model.state_dict()
+        for name, overrides in test_variants.items():
+            vcfg = _set_keys(cfg, overrides)
+            variant, _ = build_benchmark_model(vcfg, kind, seed=seed, init=init)
+            variant.load_state_dict(state)
+            result["test_variants"][name] = _evaluate(vcfg, variant,
+                                                      os.path.join(out, kind + "_" + name))
+            logger.warning("%s %s: %s", kind, name, {
+                k: round(v, 2) for k, v in result["test_variants"][name].items()})
+    return result
 
 
 def run_accuracy(cfg, kinds: Sequence[str], *, seed: int = 0, output_dir: str = None,
