@@ -136,6 +136,9 @@ class TestScalingTask(unittest.TestCase):
         self.assertEqual([p["input_hw"] for p in points],
                          [["32x53"], ["48x80"]] + [["32x48"]] * 4)
         self.assertEqual([p.get("mean_gt_boxes") for p in points[4:]], [1, 4])
+        for p in points[2:4]:  # the proposals each image got: at most the top-k asked
+            for kind in ("plugin", "torchvision"):
+                self.assertTrue(0 < p["models"][kind]["proposals_per_image"] <= p["value"])
         for p in points:
             for kind in ("plugin", "torchvision"):
                 m = p["models"][kind]

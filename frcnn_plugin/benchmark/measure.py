@@ -349,7 +349,15 @@ def inference_session(model, images: List[dict], *, warmup: int, amp: bool = Fal
     model.eval()
     prepared = [_forward_fn(model, _to_device([x], device)) for x in images]
     timer = _stage_timer(model, _family(model), device)
-    detections = []
+    detections, proposals = [], []
+    # the proposals each image really gets (after NMS there can be fewer than the top-k asked):
+    # detectron2's proposal generator returns (list of Instances, losses), torchvision's RPN
+    # (list of box tensors, losses)
+    rpn = getattr(model, "proposal_generator", None) or getattr(
+        getattr(model, "model", None), "rpn", None)
+    if isinstance(rpn, torch.nn.Module):
+        rpn.register_forward_hook(
+            lambda module, inputs, output: proposals.extend(len(p) for p in output[0]))
 
     def step(i, timed):
         with torch.no_grad():
@@ -377,6 +385,7 @@ def inference_session(model, images: List[dict], *, warmup: int, amp: bool = Fal
             "per_round_median_s": [summarize([r["total"] for r in rs])["median"]
                                    for rs in rounds],
             "detections_per_image": sum(detections) / max(len(detections), 1),
+            "proposals_per_image": sum(proposals) / len(proposals) if proposals else None,
             "breakdown": summary,
             "memory": memory,
         }

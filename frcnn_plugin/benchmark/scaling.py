@@ -99,6 +99,7 @@ def _summary(task: str, result: dict) -> dict:
         "optimizer_s": mean.get("optimizer"),
         "peak_mb": result["memory"]["peak_mb"],
         "detections_per_image": result.get("detections_per_image"),
+        "proposals_per_image": result.get("proposals_per_image"),
     }
 
 
@@ -205,7 +206,8 @@ def format_scaling(points: List[dict], ratios: Dict[str, Dict[str, dict]]) -> Li
             continue
         unit = "s/iteration" if pts[0]["task"] == "train" else "s/image"
         lines += ["", "{} ({}; growth = / the first row's):".format(SWEEP_LABELS[sweep], unit)]
-        header = [sweep, "input", "model", "time", "network", "outside", "outside share",
+        header = [sweep, "input", "model", "proposals/img", "time", "network", "outside",
+                  "outside share",
                   "peak MB", "time growth", "network growth", "outside growth",
                   "plugin/peer time", "plugin/peer peak"]
         rows = []
@@ -213,7 +215,8 @@ def format_scaling(points: List[dict], ratios: Dict[str, Dict[str, dict]]) -> Li
             for kind, m in p["models"].items():
                 g = m["growth"]
                 q = ratios.get("{}={}".format(sweep, p["value"]), {}).get(kind, {})
-                rows.append([p["value"], " ".join(p["input_hw"]), kind, _f(m["time_s"], "{:.3f}"),
+                rows.append([p["value"], " ".join(p["input_hw"]), kind,
+                             _f(m.get("proposals_per_image"), "{:.0f}"), _f(m["time_s"], "{:.3f}"),
                              _f(m["network_s"], "{:.3f}"), _f(m["outside_s"], "{:.3f}"),
                              _f(m["outside_fraction"], "{:.1%}"), _f(m["peak_mb"], "{:.0f}"),
                              _f(g["time_s"], "{:.2f}x"), _f(g["network_s"], "{:.2f}x"),
@@ -238,17 +241,21 @@ def plot_scaling(points: List[dict], path: str):
     for col, sweep in enumerate(sweeps):
         pts = [p for p in points if p["sweep"] == sweep]
         kinds = list(pts[0]["models"])
-        for kind in kinds:
+        for i, kind in enumerate(kinds):
+            color = "C{}".format(i)  # one colour per model in every panel
             xs = [p["value"] for p in pts]
-            axes[0][col].plot(xs, [p["models"][kind]["time_s"] for p in pts], "o-", label=kind)
+            axes[0][col].plot(xs, [p["models"][kind]["time_s"] for p in pts], "o-", color=color,
+                              label=kind)
             axes[0][col].plot(xs, [p["models"][kind]["outside_s"] for p in pts], "x:",
-                              label=kind + " outside the network")
-            axes[1][col].plot(xs, [p["models"][kind]["peak_mb"] for p in pts], "o-", label=kind)
+                              color=color, label=kind + " outside the network")
+            axes[1][col].plot(xs, [p["models"][kind]["peak_mb"] for p in pts], "o-",
+                              color=color, label=kind)
         unit = "s / iteration" if pts[0]["task"] == "train" else "s / image"
         axes[0][col].set_ylabel(unit)
         axes[1][col].set_ylabel("peak memory (MB)")
         for row in (0, 1):
             axes[row][col].set_xlabel(SWEEP_LABELS[sweep])
+            axes[row][col].set_ylim(bottom=0)
             axes[row][col].grid(alpha=0.3)
         axes[0][col].legend(fontsize=7)
     fig.tight_layout()
