@@ -104,6 +104,16 @@ def load_frcnn_config(config_file, opts=()):
     return cfg
 
 
+def with_keys(cfg, overrides):
+    """A frozen copy of ``cfg`` with ``{"A.B.C": value}`` set through yacs' ``merge_from_list``
+    (so the value types are checked as for command-line overrides)."""
+    out = cfg.clone()
+    out.defrost()
+    out.merge_from_list([x for kv in overrides.items() for x in kv])
+    out.freeze()
+    return out
+
+
 def _nodes_only(node):
     """A CfgNode with ``node``'s sub-nodes (recursively) and none of its values."""
     return CN({k: _nodes_only(v) for k, v in node.items() if isinstance(v, CN)})

@@ -147,6 +147,7 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
         dict: run key ("<row>|<seed>") -> {"row", "seed", "kind", "init", "overrides", "bbox",
         "train_time_s", ...}, for every run in the file.
     """
+    from ..config import with_keys
     from ..data.checks import load_train_dataset_dicts
     from .accuracy import train_and_evaluate
 
@@ -162,14 +163,7 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
         tests = {_test_key(run, t): t for t in run["test_switches"]}
         if key in done and all(k in done for k in tests):
             continue
-        run_cfg = cfg.clone()
-        run_cfg.defrost()
-        for k, v in run["overrides"].items():
-            node = run_cfg
-            *parents, leaf = k.split(".")
-            for part in parents:
-                node = node[part]
-            node[leaf] = v
+        run_cfg = with_keys(cfg, run["overrides"])
         logger.warning("ablation run %s", key)
         folder = "".join(c if c.isalnum() else "_" for c in key)
         result = train_and_evaluate(

@@ -34,20 +34,6 @@ def _coco_evaluator(cfg, dataset_name: str, output_dir: str):
                          output_dir=output_dir, use_fast_impl=fast)
 
 
-def _set_keys(cfg, overrides: Dict[str, object]):
-    """A copy of ``cfg`` with ``{"A.B.C": value}`` set."""
-    out = cfg.clone()
-    out.defrost()
-    for key, value in overrides.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    out.freeze()
-    return out
-
-
 def _evaluate(cfg, model, output_dir: str) -> Dict[str, float]:
     from detectron2.data import build_detection_test_loader
     from detectron2.evaluation import inference_on_dataset
@@ -90,6 +76,7 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: st
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.events import EventStorage
 
+    from frcnn_plugin.config import with_keys
     from frcnn_plugin.data import FRCNNDatasetMapper
 
     from .peers import build_benchmark_model
@@ -144,7 +131,7 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: st
         result["test_variants"] = {}
         state = model.state_dict()
         for name, overrides in test_variants.items():
-            vcfg = _set_keys(cfg, overrides)
+            vcfg = with_keys(cfg, overrides)
             variant, _ = build_benchmark_model(vcfg, kind, seed=seed, init=init)
             variant.load_state_dict(state)
             result["test_variants"][name] = _evaluate(vcfg, variant,

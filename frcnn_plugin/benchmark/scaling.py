@@ -64,23 +64,14 @@ def sweep_points(sizes: Sequence[int], proposals: Sequence[int], gt_boxes: Seque
     return points
 
 
-def _set(cfg, key: str, value):
-    node = cfg
-    *parents, last = key.split(".")
-    for p in parents:
-        node = node[p]
-    node[last] = value
-
-
 def _point_config(cfg, point: dict):
-    c = cfg.clone()
-    c.defrost()
-    for key, value in point["overrides"].items():
-        _set(c, key, value)
+    from ..config import with_keys
+
+    overrides = dict(point["overrides"])
     if point["sweep"] == "proposals":
-        c.MODEL.RPN.PRE_NMS_TOPK_TEST = max(c.MODEL.RPN.PRE_NMS_TOPK_TEST, point["value"])
-    c.freeze()
-    return c
+        overrides["MODEL.RPN.PRE_NMS_TOPK_TEST"] = max(cfg.MODEL.RPN.PRE_NMS_TOPK_TEST,
+                                                       point["value"])
+    return with_keys(cfg, overrides)
 
 
 def _summary(task: str, result: dict) -> dict:
