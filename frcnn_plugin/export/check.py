@@ -4,7 +4,7 @@ from typing import List, NamedTuple, Optional
 import torch
 
 __all__ = ["BOX_ATOL", "SCORE_ATOL", "Comparison", "pair_detections", "compare_instances",
-           "comparison_table"]
+           "comparison_table", "text_table"]
 
 # Default tolerances of the check (absolute): boxes in original-image pixels, scores in [0, 1].
 # Measured differences are far below (README, "Export"); float32 reordering in ONNX Runtime's
@@ -83,6 +83,12 @@ def comparison_table(rows: List[Comparison], backend: str, box_atol: float = BOX
     body = [(r.name, "{}/{}".format(r.eager, r.exported), _number(r.box_diff),
              _number(r.score_diff), "{}/{}".format(r.classes_equal, r.eager),
              "yes" if r.ok(box_atol, score_atol) else "NO") for r in rows]
+    return text_table(header, body)
+
+
+def text_table(header, body) -> str:
+    """Columns padded to their widest cell, two spaces apart, a dashed line under the
+    header."""
     widths = [max(len(str(line[i])) for line in [header] + body) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
              for line in [header] + body]

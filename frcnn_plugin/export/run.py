@@ -17,7 +17,8 @@ from ..cli import ConfigError, OutputExistsError, UserError
 from ..files import atomic_write
 from ..predict.predictor import BatchPredictor
 from .backends import load_exported
-from .check import BOX_ATOL, SCORE_ATOL, Comparison, compare_instances, comparison_table
+from .check import (BOX_ATOL, SCORE_ATOL, Comparison, compare_instances, comparison_table,
+                    text_table)
 from .exporter import FILE_NAMES, check_exportable, export_bytes, export_metadata, trace_adapter
 
 __all__ = ["ExportCheckError", "ExportReport", "output_path", "export_model", "exported_model",
@@ -157,11 +158,7 @@ def int8_table(rows: Sequence[Int8Comparison]) -> str:
               "matched (same class, IoU >= 0.5)", "mean IoU of the matches")
     body = [(r.name, "{}/{}".format(r.eager, r.int8), str(r.matched),
              "-" if r.mean_iou is None else "{:.3f}".format(r.mean_iou)) for r in rows]
-    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
-             for line in [header] + body]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(header, body)
 
 
 def calibration_inputs(cfg, num_images: int, dataset: Optional[str] = None) -> List[dict]:
