@@ -11,6 +11,7 @@ from .vgg16_frcnn_coco import dataloader, lr_multiplier, model, optimizer, train
 
 model._target_ = GeneralizedRCNN
 del model.input_crop
+del model.channels_last                   # applied by the plugin's meta-architecture only
 rpn = model.proposal_generator
 rpn._target_ = RPN
 for key in ("sampler", "min_size_in_original_pixels", "best_anchor_min_iou",

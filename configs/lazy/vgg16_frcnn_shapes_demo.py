@@ -16,6 +16,7 @@ IMS_PER_BATCH = 8
 MAX_ITER = 250
 
 # --- model: the paper's VGG16 Faster R-CNN, batch-norm, from scratch, 3 classes, 128 px
+model.channels_last = False          # no faster at 128 px (BENCHMARKS.md)
 model.backbone.norm = "BN"           # the batch-norm variant trains from scratch
 model.backbone.freeze_at = 0         # train every layer
 model.proposal_generator.anchor_generator.scales = [[2, 4, 6]]  # 32, 64, 96 px anchors
