@@ -112,3 +112,102 @@ class TestTool(unittest.TestCase):
         # (json: NaN, e.g. the AP of an absent size, compares equal to itself)
         self.assertEqual(json.dumps(result["test_variants"]["same"], sort_keys=True),
                          json.dumps(result["bbox"], sort_keys=True))
+
+
+# ------------------------------------------------------------ ImageNet-style start (--pretrained)
+def _tiny_cfg(*extra):
+    return load_config("vgg16_frcnn_shapes_demo.yaml", *TINY, *extra)
+
+
+def _state(module, prefix=""):
+    return {k: v.clone() for k, v in module.state_dict().items() if k.startswith(prefix)}
+
+
+@pytest.fixture
+def pretrained_file(tmp_path):
+    """A plugin checkpoint as tools/train_net.py writes it, from other weights (seed 123)."""
+    import torch
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(123)
+    source = build_model(_tiny_cfg())
+    path = str(tmp_path / "source.pth")
+    torch.save({"model": source.state_dict(), "iteration": 7}, path)
+    return path, source.state_dict()
+
+
+@pytest.mark.parametrize("kind,init", [("plugin", "own"), ("torchvision", "own"),
+                                       ("torchvision", "copied"), ("d2", "own")])
+def test_pretrained_backbone_and_fc_go_into_every_model(pretrained_file, kind, init):
+    """The backbone and fc6/fc7 equal the checkpoint's; every other layer is what the same
+    seed gives without --pretrained."""
+    import torch
+    from frcnn_plugin.benchmark.peers import build_benchmark_model, load_pretrained_parts
+
+    path, source = pretrained_file
+    parts = load_pretrained_parts(path)
+    assert sorted(parts) == sorted(k for k in source if k.startswith(
+        ("backbone.", "roi_heads.box_head.")))
+    cfg = _tiny_cfg()
+    model, info = build_benchmark_model(cfg, kind, seed=0, init=init, pretrained=parts)
+    plain, _ = build_benchmark_model(cfg, kind, seed=0, init=init)
+    got, ref = model.state_dict(), plain.state_dict()
+    # the same layers under each model's own names
+    tv = kind == "torchvision"
+    backbone = "model.backbone.body." if tv else "backbone."
+    fc = "model.roi_heads.box_head." if tv else "roi_heads.box_head."
+    n_backbone = n_fc = 0
+    for k, v in source.items():
+        if k.startswith("backbone."):
+            assert torch.equal(got[backbone + k[len("backbone."):]], v), k
+            n_backbone += 1
+        elif k.startswith("roi_heads.box_head."):
+            assert torch.equal(got[fc + k[len("roi_heads.box_head."):]], v), k
+            n_fc += 1
+    assert n_backbone > 0 and n_fc == 4  # fc6 and fc7, weight and bias
+    others = [k for k in got if not k.startswith((backbone, fc))]
+    assert others and all(torch.equal(got[k], ref[k]) for k in others)
+    assert info["pretrained_tensors"] >= n_backbone + (n_fc if kind != "d2" else 0)
+
+
+def test_pretrained_errors_name_the_file_and_the_problem(tmp_path, pretrained_file):
+    import torch
+    from frcnn_plugin.benchmark.peers import build_benchmark_model, load_pretrained_parts
+    from frcnn_plugin.cli import CheckpointError, MissingFileError
+
+    with pytest.raises(MissingFileError, match="nope.pth"):
+        load_pretrained_parts(str(tmp_path / "nope.pth"))
+    rpn_only = str(tmp_path / "rpn_only.pth")
+    torch.save({"model": {"proposal_generator.rpn_head.conv.weight": torch.zeros(1)}}, rpn_only)
+    with pytest.raises(CheckpointError, match="rpn_only.pth has no weights named backbone"):
+        load_pretrained_parts(rpn_only)
+    parts = load_pretrained_parts(pretrained_file[0])
+    wider = _tiny_cfg("MODEL.ROI_BOX_HEAD.FC_DIM", "48")  # the file's fc6 has 32 outputs
+    with pytest.raises(CheckpointError, match=r"shape roi_heads.box_head.fc6.weight \(32, "):
+        build_benchmark_model(wider, "plugin", seed=0, pretrained=parts)
+
+
+def test_an_output_folder_keeps_one_start(tmp_path):
+    from frcnn_plugin.benchmark.ablation import run_ablation
+    from frcnn_plugin.cli import ConfigError
+
+    out = tmp_path / "abl"
+    out.mkdir()
+    (out / "ablation.json").write_text(json.dumps({"plugin|0": dict(
+        fake("plugin", 0, 40.0), pretrained="a.pth")}))
+    with pytest.raises(ConfigError, match="pretrained=a.pth, this call has pretrained=None"):
+        run_ablation(_tiny_cfg(), [], [], [0], str(out))
+
+
+@pytest.mark.usefixtures("tiny_shapes", "one_thread")
+def test_tool_runs_from_a_pretrained_checkpoint(tmp_path, pretrained_file):
+    tool = load_tool("ablate_accuracy")
+    out = str(tmp_path / "abl")
+    results = tool.main(["--config-file", DEMO, "--seeds", "1", "--switches", "", "--peers",
+                         "torchvision (own init)", "--out-dir", out,
+                         "--pretrained", pretrained_file[0], *TINY])
+    assert sorted(results) == ["plugin + test_nms_0.5|0", "plugin|0",
+                               "torchvision (own init) + test_nms_0.5|0",
+                               "torchvision (own init)|0"]
+    for r in results.values():
+        assert r["pretrained"] == pretrained_file[0] and r["model"]["pretrained_tensors"] > 0

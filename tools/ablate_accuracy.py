@@ -3,15 +3,18 @@
 budget, one switch at a time, mean ± std over seeds.
 
     python tools/ablate_accuracy.py --config-file configs/vgg16_frcnn_shapes_hard.yaml \
-        --seeds 3 --out-dir output/ablation [--switches a,b] [--peers ...] [KEY VALUE ...]
+        --seeds 3 --out-dir output/ablation [--switches a,b] [--peers ...] \
+        [--pretrained CKPT] [KEY VALUE ...]
 
 Every run trains one model for SOLVER.MAX_ITER iterations with the same data, order, schedule
 and optimizer, then evaluates COCO AP on DATASETS.TEST[0]. Rows: the plugin as configured; the
 plugin with each switch (frcnn_plugin.benchmark.ablation.SWITCHES); torchvision with its own
-default initialization and with the plugin's initial weights. Runs are saved one by one in
-OUT_DIR/ablation.json: a second call with the same OUT_DIR resumes. The table (Markdown) goes to
-stdout and to OUT_DIR/ablation.md. A user's mistake ends with one ``error: ...`` paragraph and
-exit status 2 (``--debug``: the traceback).
+default initialization and with the plugin's initial weights. With --pretrained, every model
+starts from that checkpoint's backbone and fc6/fc7 (as from ImageNet weights; the RPN and the
+predictor keep each model's own initialization, or the plugin's for "copied init"). Runs are
+saved one by one in OUT_DIR/ablation.json: a second call with the same OUT_DIR resumes. The
+table (Markdown) goes to stdout and to OUT_DIR/ablation.md. A user's mistake ends with one
+``error: ...`` paragraph and exit status 2 (``--debug``: the traceback).
 """
 import argparse
 import logging
@@ -44,6 +47,9 @@ def argument_parser():
     parser.add_argument("--peers", type=_names(list(PEER_ROWS), "peer"),
                         default=list(PEER_ROWS), help="comma-separated (default: both)")
     parser.add_argument("--out-dir", default="output/ablation")
+    parser.add_argument("--pretrained", metavar="CKPT",
+                        help="start every model from this checkpoint's backbone and fc6/fc7 "
+                             "(e.g. a model trained on another data set)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     add_debug_flag(parser)
     return parser
@@ -56,7 +62,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     cfg = load_frcnn_config(args.config_file, args.opts)
     results = run_ablation(cfg, args.switches, args.peers, list(range(args.seeds)),
-                           args.out_dir)
+                           args.out_dir, pretrained=args.pretrained)
     table = format_table(summarize(results))
     print(table)
     with open(os.path.join(args.out_dir, "ablation.md"), "w") as f:

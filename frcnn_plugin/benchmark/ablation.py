@@ -140,16 +140,22 @@ def _run_key(run) -> str:
 
 
 def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequence[int],
-                 output_dir: str, log_period: int = 20) -> Dict[str, dict]:
+                 output_dir: str, log_period: int = 20, pretrained: str = None) -> Dict[str, dict]:
     """Train and evaluate every planned run not yet in ``output_dir/ablation.json``.
+
+    ``pretrained``: a checkpoint whose backbone and fc6/fc7 every model starts from (ImageNet
+    style, :func:`~frcnn_plugin.benchmark.peers.load_pretrained_parts`); an output folder holds
+    runs of one such start only.
 
     Returns:
         dict: run key ("<row>|<seed>") -> {"row", "seed", "kind", "init", "overrides", "bbox",
         "train_time_s", ...}, for every run in the file.
     """
+    from ..cli import ConfigError
     from ..config import with_keys
     from ..data.checks import load_train_dataset_dicts
     from .accuracy import train_and_evaluate
+    from .peers import load_pretrained_parts
 
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "ablation.json")
@@ -157,8 +163,15 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
     if os.path.isfile(path):
         with open(path) as f:
             done = json.load(f)
+    others = sorted({str(r.get("pretrained")) for r in done.values()} - {str(pretrained)})
+    if others:
+        raise ConfigError(
+            "{} holds runs started from pretrained={}, this call has pretrained={}; allowed: "
+            "the same --pretrained, or another --out-dir".format(path, others[0], pretrained))
+    parts = load_pretrained_parts(pretrained) if pretrained else None
     dicts = load_train_dataset_dicts(cfg)
     for run in plan_runs(cfg, switches, peers, seeds):
+        run["pretrained"] = pretrained
         key = _run_key(run)
         tests = {_test_key(run, t): t for t in run["test_switches"]}
         if key in done and all(k in done for k in tests):
@@ -170,6 +183,7 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
             run_cfg, run["kind"], dicts, seed=run["seed"], init=run["init"],
             log_period=log_period, output_dir=os.path.join(output_dir, "eval", folder),
             test_variants={t: TEST_SWITCHES[t][1] for t in run["test_switches"]},
+            pretrained=parts,
         )
         by_test = result.pop("test_variants", {})
         done[key] = dict(run, **result)

@@ -50,7 +50,8 @@ def _evaluate(cfg, model, output_dir: str) -> Dict[str, float]:
 def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: str = "copied",
                        log_period: int = 20, output_dir: str = None, save_to: str = None,
                        evaluate: bool = True,
-                       test_variants: Dict[str, Dict[str, object]] = None) -> Dict[str, object]:
+                       test_variants: Dict[str, Dict[str, object]] = None,
+                       pretrained: Dict[str, torch.Tensor] = None) -> Dict[str, object]:
     """Train one model kind for ``SOLVER.MAX_ITER`` iterations, then evaluate it.
 
     Args:
@@ -65,6 +66,8 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: st
         test_variants (dict): name -> test-time config overrides (e.g.
             ``{"MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.5}``): the trained weights are also
             evaluated in a model built with those keys (no retraining).
+        pretrained (dict): backbone and fc6/fc7 weights loaded over the initialization (see
+            :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`).
 
     Returns:
         dict: "bbox" (COCOEvaluator's AP table), "train_time_s", "iters", "last_losses", and
@@ -81,7 +84,7 @@ def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: st
 
     from .peers import build_benchmark_model
 
-    model, info = build_benchmark_model(cfg, kind, seed=seed, init=init)
+    model, info = build_benchmark_model(cfg, kind, seed=seed, init=init, pretrained=pretrained)
     seed_all_rng(seed)
     loader = build_detection_train_loader(
         cfg, mapper=FRCNNDatasetMapper(cfg, True), dataset=list(dataset_dicts),

@@ -45,6 +45,8 @@ __all__ = [
     "SingleLevelRoIPool",
     "copy_matching_weights",
     "init_torchvision_from_detectron2",
+    "PRETRAINED_PREFIXES",
+    "load_pretrained_parts",
     "build_benchmark_model",
 ]
 
@@ -307,6 +309,16 @@ class TorchvisionFasterRCNN(nn.Module):
         return self.postprocess(outputs, batched_inputs, images)
 
 
+class _Subset:
+    """The entries of a module's state dict whose names start with ``prefixes``."""
+
+    def __init__(self, module: nn.Module, prefixes):
+        self.module, self.prefixes = module, tuple(prefixes)
+
+    def state_dict(self):
+        return {k: v for k, v in self.module.state_dict().items() if k.startswith(self.prefixes)}
+
+
 def copy_matching_weights(src: nn.Module, dst: nn.Module) -> List[str]:
     """Copy every parameter/buffer of ``src`` whose name and shape exist in ``dst``; returns the
     names copied."""
@@ -317,20 +329,40 @@ def copy_matching_weights(src: nn.Module, dst: nn.Module) -> List[str]:
     return sorted(copied)
 
 
+TORCHVISION_INIT_PARTS = ("backbone", "rpn", "box_head", "predictor")
+
+
 @torch.no_grad()
-def init_torchvision_from_detectron2(peer: TorchvisionFasterRCNN, model: nn.Module) -> List[str]:
+def init_torchvision_from_detectron2(peer: TorchvisionFasterRCNN, model: nn.Module,
+                                     parts=TORCHVISION_INIT_PARTS) -> List[str]:
     """Give the torchvision peer the initial weights of a detectron2 model built from the same
     config, where the layers correspond: backbone, RPN conv and deltas (a softmax RPN head's
     two scores become the sigmoid logit fg - bg), fc6/fc7, and the predictor (background row
     moved from last to first; torchvision's background box deltas set to 0).
 
+    Args:
+        parts: which of "backbone", "rpn", "box_head" (fc6/fc7), "predictor" to copy.
+
     Returns:
         list[str]: the torchvision parameter names that were set.
     """
     tv = peer.model
-    done = ["backbone.body." + k for k in copy_matching_weights(model.backbone, tv.backbone.body)]
+    done = []
+    if "backbone" in parts:
+        done += ["backbone.body." + k
+                 for k in copy_matching_weights(model.backbone, tv.backbone.body)]
+    if "rpn" in parts:
+        done += _copy_rpn_head(model.proposal_generator.rpn_head, tv)
+    heads = model.roi_heads
+    if "box_head" in parts:
+        done += _copy_box_head(heads.box_head, tv)
+    if "predictor" in parts:
+        done += _copy_predictor(heads.box_predictor, tv)
+    return done
 
-    rpn_head = model.proposal_generator.rpn_head
+
+def _copy_rpn_head(rpn_head, tv) -> List[str]:
+    done = []
     tv_conv = next(m for m in tv.rpn.head.conv.modules() if isinstance(m, nn.Conv2d))
     if hasattr(rpn_head, "conv") and isinstance(rpn_head.conv, nn.Conv2d):
         if rpn_head.conv.weight.shape == tv_conv.weight.shape:
@@ -350,17 +382,25 @@ def init_torchvision_from_detectron2(peer: TorchvisionFasterRCNN, model: nn.Modu
         cls.weight.copy_(obj.weight[a:] - obj.weight[:a])
         cls.bias.copy_(obj.bias[a:] - obj.bias[:a])
     done += ["rpn.head.cls_logits.weight", "rpn.head.cls_logits.bias"]
+    return done
 
-    heads = model.roi_heads
+
+def _copy_box_head(box_head, tv) -> List[str]:
+    done = []
     for name in ("fc6", "fc7"):
-        src, dst = getattr(heads.box_head, name, None), getattr(tv.roi_heads.box_head, name)
+        src, dst = getattr(box_head, name, None), getattr(tv.roi_heads.box_head, name)
         if isinstance(src, SVDLinear):  # MODEL.ROI_BOX_HEAD.FC_SVD_RANKS: the product
             src = SimpleNamespace(weight=src.full_weight(), bias=src.us.bias)
         if src is not None and src.weight.shape == dst.weight.shape:
             dst.weight.copy_(src.weight)
             dst.bias.copy_(src.bias)
             done += ["roi_heads.box_head.{}.{}".format(name, p) for p in ("weight", "bias")]
-    pred, tv_pred = heads.box_predictor, tv.roi_heads.box_predictor
+    return done
+
+
+def _copy_predictor(pred, tv) -> List[str]:
+    done = []
+    tv_pred = tv.roi_heads.box_predictor
     k = pred.cls_score.out_features - 1
     if tv_pred.cls_score.out_features == k + 1 and pred.bbox_pred.out_features == 4 * k:
         for p in ("weight", "bias"):  # background: detectron2's last row, torchvision's first
@@ -377,9 +417,65 @@ def init_torchvision_from_detectron2(peer: TorchvisionFasterRCNN, model: nn.Modu
 
 PEER_INITS = ("copied", "own")
 
+# The parts of a detector an ImageNet classifier provides: the backbone and fc6/fc7.
+PRETRAINED_PREFIXES = ("backbone.", "roi_heads.box_head.")
+
+
+def load_pretrained_parts(path: str) -> Dict[str, torch.Tensor]:
+    """The backbone and fc6/fc7 weights (:data:`PRETRAINED_PREFIXES`, the plugin's parameter
+    names) of a checkpoint: what an ImageNet-pretrained classifier gives a detector, here taken
+    from any plugin checkpoint (e.g. a model trained on another data set). The RPN and the box
+    predictor are not taken.
+
+    Raises:
+        MissingFileError, CheckpointError: a missing or unreadable file, or one without such
+            weights.
+    """
+    import os
+
+    from ..cli import CheckpointError, MissingFileError
+    from ..weights import load_state_dict_file
+
+    if not os.path.isfile(path):
+        raise MissingFileError("pretrained checkpoint not found: {}".format(path))
+    state = load_state_dict_file(path)
+    if isinstance(state.get("model"), dict):
+        state = state["model"]
+    parts = {k: v for k, v in state.items()
+             if k.startswith(PRETRAINED_PREFIXES) and torch.is_tensor(v)}
+    if not parts:
+        raise CheckpointError(
+            "{} has no weights named {}*; allowed: a checkpoint of the plugin's model (e.g. "
+            "model_final.pth of tools/train_net.py)".format(
+                path, "* or ".join(PRETRAINED_PREFIXES)))
+    return parts
+
+
+def _load_parts(model: nn.Module, parts: Dict[str, torch.Tensor], path: str = "") -> List[str]:
+    """Load ``parts`` into a model with the plugin's names; every pretrained layer the model has
+    must be there with the same shape."""
+    from ..cli import CheckpointError
+
+    state = model.state_dict()
+    wanted = [k for k in state if k.startswith(PRETRAINED_PREFIXES)]
+    missing = [k for k in wanted if k not in parts]
+    bad = ["{} {} (model: {})".format(k, tuple(parts[k].shape), tuple(state[k].shape))
+           for k in wanted if k in parts and parts[k].shape != state[k].shape]
+    if missing or bad:
+        raise CheckpointError(
+            "pretrained weights {}do not fit the config's model: {}; allowed: a checkpoint of "
+            "a model with the same backbone and box head (MODEL.VGG.DEPTH, MODEL.VGG.NORM, "
+            "MODEL.ROI_BOX_HEAD.FC_DIM)".format(
+                path + " " if path else "",
+                "; ".join((["missing " + ", ".join(missing[:3])] if missing else []) +
+                          (["shape " + ", ".join(bad[:3])] if bad else []))))
+    model.load_state_dict({k: parts[k] for k in wanted}, strict=False)
+    return wanted
+
 
 def build_benchmark_model(
-    cfg, kind: str, seed: int = 0, init: str = "copied"
+    cfg, kind: str, seed: int = 0, init: str = "copied",
+    pretrained: Dict[str, torch.Tensor] = None,
 ) -> Tuple[nn.Module, Dict[str, object]]:
     """Build one of :data:`MODEL_KINDS` with seeded initial weights.
 
@@ -388,6 +484,9 @@ def build_benchmark_model(
             layers correspond (same start, so differences come from the designs); "own": each
             keeps its own default initialization (torchvision: its VGG's Kaiming-normal fan-out
             convolutions, ``MODEL.VGG.INIT "torchvision"``, and its heads' own init).
+        pretrained (dict): backbone and fc6/fc7 weights (:func:`load_pretrained_parts`), as
+            ImageNet weights are used: loaded into every model over its initialization; with
+            "own", a peer keeps its own initialization of the other layers (RPN, predictor).
 
     Returns:
         (model, info): the model on ``cfg.MODEL.DEVICE`` and a dict describing it.
@@ -410,8 +509,19 @@ def build_benchmark_model(
                 own.MODEL.VGG.INIT = "torchvision"
             model = build_torchvision_peer(own).to(torch.device(cfg.MODEL.DEVICE))
         plugin = None
+        if pretrained is not None:  # the pretrained parts over the peer's own init
+            holder = build_model(cfg)
+            _load_parts(holder, pretrained)
+            if kind == "d2":
+                names = copy_matching_weights(_Subset(holder, PRETRAINED_PREFIXES), model)
+            else:
+                names = init_torchvision_from_detectron2(model, holder, ("backbone", "box_head"))
+            info["pretrained_tensors"] = len(names)
+            del holder
     else:
         plugin = build_model(cfg)
+        if pretrained is not None:
+            info["pretrained_tensors"] = len(_load_parts(plugin, pretrained))
     if kind == "plugin":
         model = plugin
     elif plugin is not None and kind == "d2":
