@@ -74,6 +74,12 @@ SWITCHES = {
         "cross-boundary anchors labelled in training (BOUNDARY_THRESH -1)",
         {"MODEL.RPN.BOUNDARY_THRESH": -1},
     ),
+    # not a design difference: the same function in another memory format (float rounding
+    # only), to see what a layout change does to a trained model's AP
+    "channels_last": (
+        "backbone and RPN head trained and evaluated in the channels_last memory format",
+        {"MODEL.CHANNELS_LAST": True},
+    ),
 }
 
 # Test-time switches: name -> (what it changes, config overrides). They need no retraining:
