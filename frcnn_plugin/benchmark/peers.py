@@ -309,16 +309,6 @@ class TorchvisionFasterRCNN(nn.Module):
         return self.postprocess(outputs, batched_inputs, images)
 
 
-class _Subset:
-    """The entries of a module's state dict whose names start with ``prefixes``."""
-
-    def __init__(self, module: nn.Module, prefixes):
-        self.module, self.prefixes = module, tuple(prefixes)
-
-    def state_dict(self):
-        return {k: v for k, v in self.module.state_dict().items() if k.startswith(self.prefixes)}
-
-
 def copy_matching_weights(src: nn.Module, dst: nn.Module) -> List[str]:
     """Copy every parameter/buffer of ``src`` whose name and shape exist in ``dst``; returns the
     names copied."""
@@ -451,7 +441,7 @@ def load_pretrained_parts(path: str) -> Dict[str, torch.Tensor]:
     return parts
 
 
-def _load_parts(model: nn.Module, parts: Dict[str, torch.Tensor], path: str = "") -> List[str]:
+def _load_parts(model: nn.Module, parts: Dict[str, torch.Tensor]) -> List[str]:
     """Load ``parts`` into a model with the plugin's names; every pretrained layer the model has
     must be there with the same shape."""
     from ..cli import CheckpointError
@@ -463,10 +453,9 @@ def _load_parts(model: nn.Module, parts: Dict[str, torch.Tensor], path: str = ""
            for k in wanted if k in parts and parts[k].shape != state[k].shape]
     if missing or bad:
         raise CheckpointError(
-            "pretrained weights {}do not fit the config's model: {}; allowed: a checkpoint of "
+            "pretrained weights do not fit the config's model: {}; allowed: a checkpoint of "
             "a model with the same backbone and box head (MODEL.VGG.DEPTH, MODEL.VGG.NORM, "
             "MODEL.ROI_BOX_HEAD.FC_DIM)".format(
-                path + " " if path else "",
                 "; ".join((["missing " + ", ".join(missing[:3])] if missing else []) +
                           (["shape " + ", ".join(bad[:3])] if bad else []))))
     model.load_state_dict({k: parts[k] for k in wanted}, strict=False)
@@ -509,13 +498,12 @@ def build_benchmark_model(
                 own.MODEL.VGG.INIT = "torchvision"
             model = build_torchvision_peer(own).to(torch.device(cfg.MODEL.DEVICE))
         plugin = None
-        if pretrained is not None:  # the pretrained parts over the peer's own init
+        if pretrained is not None and kind == "d2":  # the plugin's names: loaded directly
+            info["pretrained_tensors"] = len(_load_parts(model, pretrained))
+        elif pretrained is not None:  # torchvision's names: through a plugin model holding them
             holder = build_model(cfg)
             _load_parts(holder, pretrained)
-            if kind == "d2":
-                names = copy_matching_weights(_Subset(holder, PRETRAINED_PREFIXES), model)
-            else:
-                names = init_torchvision_from_detectron2(model, holder, ("backbone", "box_head"))
+            names = init_torchvision_from_detectron2(model, holder, ("backbone", "box_head"))
             info["pretrained_tensors"] = len(names)
             del holder
     else:
