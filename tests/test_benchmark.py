@@ -86,6 +86,12 @@ class TestBenchmarkTool(unittest.TestCase):
                          saved["ratios"]["torchvision"]["step_time_median"])
         self.assertIsInstance(targets["train_outside_network_fraction"]["met"], bool)
         self.assertEqual(saved["ratios"], results["ratios"])
+        from frcnn_plugin.benchmark.suite import format_report
+
+        report = format_report(saved)
+        for kind, model in saved["models"].items():
+            self.assertGreaterEqual(model["memory"]["minor_page_faults_per_iter"], 0, kind)
+        self.assertIn("| minor page faults per iteration (median of rounds) ", report)
 
     def test_inference_and_data_in_process(self):
         _, saved = run_tool(self.tmp, "--task", "inference", "--peers", "torchvision",
@@ -347,6 +353,52 @@ class TestInputs(unittest.TestCase):
             dataset_dicts(load_config(DEMO), "coco_2017_val", is_train=False)
         self.assertIn(os.path.abspath(json_file), str(e.exception))
         self.assertIn("DETECTRON2_DATASETS", str(e.exception))
+
+
+@unittest.skipUnless(hasattr(__import__("mmap"), "MADV_NOHUGEPAGE"), "Linux madvise only")
+class TestPageFaults(unittest.TestCase):
+    """The benchmark counts, per timed iteration, the pages the process touched fresh from the
+    system (the cost of an allocator that unmaps freed blocks)."""
+
+    def session_faults(self, step):
+        from frcnn_plugin.benchmark.measure import Session
+
+        session = Session(step, lambda rounds, walls, memory, breakdown: memory,
+                          torch.device("cpu"), warmup=1)
+        session.round(2)
+        session.round(2)
+        return session.finish()["minor_page_faults_per_iter"]
+
+    def test_fresh_pages_counted_once_per_page(self):
+        import mmap
+
+        size = 32 * 2 ** 20
+        pages = size // mmap.PAGESIZE  # one fault at the first touch of each (no huge pages)
+
+        def touch(i, timed):
+            m = mmap.mmap(-1, size)  # fresh anonymous memory, as glibc maps a large block
+            m.madvise(mmap.MADV_NOHUGEPAGE)
+            for offset in range(0, size, mmap.PAGESIZE):
+                m[offset] = 1
+            m.close()  # given back to the system, as glibc's free of that block
+            return {"total": 0.0}
+
+        faults = self.session_faults(touch)
+        self.assertGreaterEqual(faults, pages)
+        self.assertLess(faults, pages + 200)  # the interpreter's own few
+        self.assertLess(self.session_faults(lambda i, timed: {"total": 0.0}), 200)
+
+    def test_allocator_settings_recorded(self):
+        from unittest import mock
+
+        from frcnn_plugin.benchmark.stats import machine_info
+
+        env = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "34359738368",
+               "OMP_NUM_THREADS": "2"}
+        with mock.patch.dict(os.environ, env):
+            info = machine_info(torch.device("cpu"))
+        self.assertEqual(info["allocator_env"], {"MALLOC_MMAP_MAX_": "0",
+                                                 "MALLOC_TRIM_THRESHOLD_": "34359738368"})
 
 
 class TestRPNShortcut(unittest.TestCase):

@@ -20,7 +20,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .stats import peak_memory, read_proc_status_mb, reset_peak_memory, summarize
+from .stats import (
+    minor_page_faults, peak_memory, read_proc_status_mb, reset_peak_memory, summarize,
+)
 
 __all__ = [
     "STAGES",
@@ -246,7 +248,7 @@ class Session:
                  timer: Optional[StageTimer] = None):
         self.step, self.finish_fn, self.device = step, finish_fn, device
         self.breakdown_pass, self.timer = breakdown_pass, timer
-        self.rounds, self.walls, self.i = [], [], 0
+        self.rounds, self.walls, self.faults, self.i = [], [], [], 0
         self.reset_ok = reset_peak_memory(device)
         for _ in range(warmup):
             self.step(self.i, False)
@@ -255,17 +257,23 @@ class Session:
     def round(self, iters: int) -> float:
         """Run ``iters`` timed iterations; returns their wall time."""
         records = []
+        faults = minor_page_faults()
         start = time.perf_counter()
         for _ in range(iters):
             records.append(self.step(self.i, True))
             self.i += 1
         wall = time.perf_counter() - start
+        if faults is not None:
+            self.faults.append((minor_page_faults() - faults) / max(iters, 1))
         self.rounds.append(records)
         self.walls.append(wall)
         return wall
 
     def finish(self) -> Dict[str, object]:
         memory = dict(peak_memory(self.device), reset=self.reset_ok)
+        # per timed iteration, median over the rounds
+        memory["minor_page_faults_per_iter"] = (
+            summarize(self.faults)["median"] if self.faults else None)
         records = [r for rs in self.rounds for r in rs]
         breakdown = records
         if self.breakdown_pass:

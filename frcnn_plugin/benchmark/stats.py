@@ -13,7 +13,14 @@ __all__ = [
     "reset_peak_memory",
     "peak_memory",
     "machine_info",
+    "minor_page_faults",
+    "ALLOCATOR_ENV",
 ]
+
+# environment variables that change how the process's C allocator keeps freed memory (glibc's
+# MALLOC_* tunables, an allocator loaded with LD_PRELOAD); recorded with every benchmark, as
+# they change CPU step times by several per cent (see BENCHMARKS.md, "Page faults")
+ALLOCATOR_ENV = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD")
 
 
 def summarize(values: Iterable[float]) -> Dict[str, float]:
@@ -42,6 +49,17 @@ def read_proc_status_mb(field: str) -> Optional[float]:
     except OSError:
         return None
     return None
+
+
+def minor_page_faults() -> Optional[int]:
+    """Minor page faults of this process so far (``getrusage``); None where unavailable. On
+    Linux, each first touch of memory the allocator took fresh from the system (glibc maps
+    large blocks on ``malloc`` and unmaps them on ``free``) counts one per 4 KiB page."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _ru_maxrss_mb() -> float:
@@ -112,5 +130,7 @@ def machine_info(device: torch.device) -> Dict[str, object]:
         "detectron2": detectron2.__version__,
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "allocator_env": {k: v for k, v in sorted(os.environ.items())
+                          if k.startswith(ALLOCATOR_ENV)},
     }
     return info

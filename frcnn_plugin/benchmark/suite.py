@@ -349,6 +349,9 @@ def format_report(results: Dict[str, object]) -> str:
             s["device"], m["cpu_model"], ", " + m["gpu"] if m.get("gpu") else "", s["threads"],
             m["torch"], _fmt_load(m["load_avg_before"]), _fmt_load(m["load_avg_after"])),
     ]
+    if m.get("allocator_env"):
+        lines.append("allocator settings: " + " ".join(
+            "{}={}".format(k, v) for k, v in m["allocator_env"].items()))
     inp = s["input"]
     if task == "accuracy":
         lines.append("train {} for {} iterations x {} images, test {}".format(
@@ -459,6 +462,13 @@ def format_report(results: Dict[str, object]) -> str:
             rows.append([label] + [_fmt(None if v is None else v * 1e3, "{:.1f}") for v in vals])
         rows.append(["outside the network (share of total)"] + [
             _fmt(models[k]["breakdown"]["mean_s"]["outside_fraction"], "{:.1%}") for k in kinds])
+        # memory the allocator gave back to the system and took again (zeroed by the kernel on
+        # first touch): a cost of the process, not of the model, that differs run to run
+        faults = [models[k]["memory"].get("minor_page_faults_per_iter") for k in kinds]
+        if any(f is not None for f in faults):
+            rows.append(["minor page faults per {} (median of rounds)".format(
+                "iteration" if task == "train" else "image")] + [
+                _fmt(f, "{:.0f}") for f in faults])
         lines += _table(["stage"] + kinds, rows)
     if results["targets"]:
         lines.append("")
