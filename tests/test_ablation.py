@@ -67,6 +67,18 @@ class TestPlan(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "switch 'bigger'; allowed: vgg_init_torchvision"):
             plan_runs(cfg, ["bigger"], [], [0])
 
+    def test_peers_alone(self):
+        from frcnn_plugin.benchmark.ablation import plan_runs
+
+        cfg = load_config("vgg16_frcnn_shapes_demo.yaml", "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
+                          "ROIAlignV2")
+        runs = plan_runs(cfg, [], ["torchvision (own init)"], [0, 2], plugin=False)
+        self.assertEqual([(r["row"], r["seed"], r["overrides"]) for r in runs],
+                         [("torchvision (own init)", 0, {}), ("torchvision (own init)", 2, {})])
+        # the peers keep their test-time switch (NMS 0.5 differs from the config's 0.3)
+        self.assertEqual(runs[0]["test_switches"], ["test_nms_0.5"])
+        self.assertEqual(plan_runs(cfg, [], [], [0], plugin=False), [])
+
 
 @pytest.mark.usefixtures("tiny_shapes", "one_thread")
 class TestTool(unittest.TestCase):

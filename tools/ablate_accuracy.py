@@ -46,6 +46,9 @@ def argument_parser():
                         default=list(SWITCHES), help="comma-separated (default: all)")
     parser.add_argument("--peers", type=_names(list(PEER_ROWS), "peer"),
                         default=list(PEER_ROWS), help="comma-separated (default: both)")
+    parser.add_argument("--skip-plugin", action="store_true",
+                        help="do not train the plugin as configured (e.g. only the peers, under "
+                             "KEY VALUE settings the plugin was measured with as a switch)")
     parser.add_argument("--out-dir", default="output/ablation")
     parser.add_argument("--pretrained", metavar="CKPT",
                         help="start every model from this checkpoint's backbone and fc6/fc7 "
@@ -62,7 +65,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     cfg = load_frcnn_config(args.config_file, args.opts)
     results = run_ablation(cfg, args.switches, args.peers, list(range(args.seeds)),
-                           args.out_dir, pretrained=args.pretrained)
+                           args.out_dir, pretrained=args.pretrained,
+                           plugin=not args.skip_plugin)
     table = format_table(summarize(results))
     print(table)
     with open(os.path.join(args.out_dir, "ablation.md"), "w") as f:

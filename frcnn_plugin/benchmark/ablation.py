@@ -112,9 +112,12 @@ def applies(cfg, overrides: Dict[str, object]) -> bool:
     return any(_get(cfg, k) != v for k, v in overrides.items())
 
 
-def plan_runs(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequence[int]):
-    """The runs, as dicts with ``row``, ``kind``, ``init``, ``overrides`` and ``seed``."""
-    rows = [("plugin", "plugin", "copied", {})]
+def plan_runs(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequence[int],
+              plugin: bool = True):
+    """The runs, as dicts with ``row``, ``kind``, ``init``, ``overrides`` and ``seed``.
+    ``plugin=False`` leaves out the ``plugin`` row (the config as it is), e.g. to train only
+    the peers under settings the plugin was already measured with as a switch."""
+    rows = [("plugin", "plugin", "copied", {})] if plugin else []
     for name in switches:
         if name not in SWITCHES:
             raise ValueError("switch {!r}; allowed: {}".format(name, ", ".join(SWITCHES)))
@@ -146,12 +149,13 @@ def _run_key(run) -> str:
 
 
 def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequence[int],
-                 output_dir: str, log_period: int = 20, pretrained: str = None) -> Dict[str, dict]:
+                 output_dir: str, log_period: int = 20, pretrained: str = None,
+                 plugin: bool = True) -> Dict[str, dict]:
     """Train and evaluate every planned run not yet in ``output_dir/ablation.json``.
 
     ``pretrained``: a checkpoint whose backbone and fc6/fc7 every model starts from (ImageNet
     style, :func:`~frcnn_plugin.benchmark.peers.load_pretrained_parts`); an output folder holds
-    runs of one such start only.
+    runs of one such start only. ``plugin``: as in :func:`plan_runs`.
 
     Returns:
         dict: run key ("<row>|<seed>") -> {"row", "seed", "kind", "init", "overrides", "bbox",
@@ -176,7 +180,7 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
             "the same --pretrained, or another --out-dir".format(path, others[0], pretrained))
     parts = load_pretrained_parts(pretrained) if pretrained else None
     dicts = load_train_dataset_dicts(cfg)
-    for run in plan_runs(cfg, switches, peers, seeds):
+    for run in plan_runs(cfg, switches, peers, seeds, plugin=plugin):
         run["pretrained"] = pretrained
         key = _run_key(run)
         tests = {_test_key(run, t): t for t in run["test_switches"]}
