@@ -47,6 +47,9 @@ class TestStatistics(unittest.TestCase):
         self.assertEqual(table[2], "| plugin | 3 | 25.0 ± 5.0 | 50.0 ± 10.0 | 0.0 ± 0.0 | – "
                                    "| 10 ± 1 |")
         self.assertIn("| 45.0 ± 0.0 | 0.0 ± 0.0 | -5.0 |", table[3])
+        # a folder without the plugin row (--skip-plugin) has no difference to give
+        alone = format_table(summarize({"d": results["d"]})).splitlines()
+        self.assertIn("| 45.0 ± 0.0 | 0.0 ± 0.0 | – |", alone[2])
 
 
 class TestPlan(unittest.TestCase):

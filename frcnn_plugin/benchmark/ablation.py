@@ -240,8 +240,9 @@ def format_table(summary: List[dict], metrics=("AP", "AP50", "AP75")) -> str:
     for e in summary:
         cells = [e["row"], str(len(e["seeds"]))]
         cells += ["{:.1f} ± {:.1f}".format(*e[m]) for m in metrics]
-        delta = e["AP50"][0] - base["AP50"][0] if base else float("nan")
-        cells.append("{:+.1f}".format(delta) if e is not base else "–")
+        # no baseline in the folder (--skip-plugin): no difference to give
+        cells.append("{:+.1f}".format(e["AP50"][0] - base["AP50"][0])
+                     if base is not None and e is not base else "–")
         cells.append("{:.0f} ± {:.0f}".format(*e["train_time_s"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
