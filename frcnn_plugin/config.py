@@ -181,6 +181,10 @@ def add_frcnn_config(cfg):
     _C.MODEL.ROI_BOX_HEAD.FC_INT8 = False
     # With FC_INT8: quantize the box predictor (cls_score, bbox_pred) too.
     _C.MODEL.ROI_BOX_HEAD.FC_INT8_PREDICTOR = False
+    # Initial weights of the box predictor (FRCNNROIHeads): "paper" (normal, std 0.01 for the
+    # class scores, 0.001 for the box deltas: Fast R-CNN and detectron2) or "pytorch"
+    # (nn.Linear's default, as torchvision's FastRCNNPredictor).
+    _C.MODEL.ROI_BOX_HEAD.PREDICTOR_INIT = "paper"
 
     # ---------------------------------------------------------------------------------------
     # Anchors as base size x scales x ratios (MODEL.ANCHOR_GENERATOR.NAME:

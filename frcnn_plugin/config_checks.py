@@ -18,6 +18,7 @@ from .cli import ConfigError, OutputError, UserError
 from .config import _all_keys
 from .modeling.anchor_generator import uses_explicit_sizes
 from .modeling.backbone.vgg import VGG_INITS
+from .modeling.roi_heads import PREDICTOR_INITS
 from .modeling.rpn import PROPOSAL_ORDERS
 from .modeling.soft_nms import SOFT_NMS_METHODS
 
@@ -139,6 +140,10 @@ def _check_model(p):
     )
     p.require(
         "MODEL.VGG.INIT", lambda v: v in VGG_INITS, ", ".join(repr(v) for v in VGG_INITS)
+    )
+    p.require(
+        "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", lambda v: v in PREDICTOR_INITS,
+        ", ".join(repr(v) for v in PREDICTOR_INITS),
     )
     _check_speed(p)
 

@@ -165,6 +165,37 @@ class TestWalkThroughROIHeads(unittest.TestCase):
         self.assertTrue(all(torch.isfinite(v) for v in losses.values()))
 
 
+class TestPredictorInit(unittest.TestCase):
+    """fc 64 wide here: nn.Linear's default draws uniform within +-1/sqrt(64) (std
+    1/sqrt(3 * 64) = 0.0722, biases too); the paper's: normal std 0.01 (class scores) and
+    0.001 (box deltas), biases 0."""
+
+    def test_paper_default_and_pytorch(self):
+        for init, (cls_std, box_std, bias) in (("paper", (0.01, 0.001, False)),
+                                               ("pytorch", (0.0722, 0.0722, True))):
+            torch.manual_seed(0)
+            heads = build_heads("MODEL.ROI_HEADS.NUM_CLASSES", "80", "MODEL.ROI_BOX_HEAD.FC_DIM",
+                                "64", "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", init)
+            pred = heads.box_predictor.requires_grad_(False)
+            # 81 x 64 and 320 x 64 weights: the sample std within 3 % of the closed form
+            self.assertAlmostEqual(float(pred.cls_score.weight.std()), cls_std,
+                                   delta=0.03 * cls_std, msg=init)
+            self.assertAlmostEqual(float(pred.bbox_pred.weight.std()), box_std,
+                                   delta=0.03 * box_std, msg=init)
+            if init == "pytorch":
+                self.assertLessEqual(float(pred.bbox_pred.weight.abs().max()), 1 / 8)
+            self.assertEqual(bool(pred.bbox_pred.bias.abs().max() > 0), bias, init)
+
+    def test_bad_value_names_the_allowed(self):
+        from frcnn_plugin.cli import ConfigError
+        from frcnn_plugin.config_checks import validate_frcnn_config
+
+        cfg = load_config("vgg16_frcnn.yaml", "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", "kaiming")
+        with self.assertRaisesRegex(
+                ConfigError, "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT='kaiming'.*'paper', 'pytorch'"):
+            validate_frcnn_config(cfg)
+
+
 @st.composite
 def box_pairs(draw):
     """(anchors, targets) (N, 4) with sizes in [8, 500] and [1, 500]: width and height ratios

@@ -55,6 +55,11 @@ SWITCHES = {
         "(the paper's beta 1)",
         {"MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA": 1.0 / 9},
     ),
+    "predictor_init_torchvision": (
+        "box predictor initialized as torchvision's (nn.Linear's default) instead of the "
+        "paper's normal std 0.01 / 0.001",
+        {"MODEL.ROI_BOX_HEAD.PREDICTOR_INIT": "pytorch"},
+    ),
     "no_weight_decay_on_norm": (
         "no weight decay on norm layers",
         {"SOLVER.WEIGHT_DECAY_NORM": 0.0},

@@ -33,7 +33,25 @@ from ..cli import ConfigError
 from .sampling import build_sampler
 from .soft_nms import SoftNMSOutputLayers
 
-__all__ = ["FRCNNROIHeads", "iou_thresholds_with_bg_lo"]
+__all__ = ["FRCNNROIHeads", "iou_thresholds_with_bg_lo", "PREDICTOR_INITS", "init_predictor"]
+
+# Initializations of the box predictor (MODEL.ROI_BOX_HEAD.PREDICTOR_INIT): "paper" (Fast R-CNN
+# and detectron2's FastRCNNOutputLayers: normal, std 0.01 for the class scores and 0.001 for
+# the box deltas, biases 0), "pytorch" (nn.Linear's default, as torchvision's
+# FastRCNNPredictor: uniform within +-1/sqrt(fan_in), weights and biases).
+PREDICTOR_INITS = ("paper", "pytorch")
+
+
+def init_predictor(predictor, init: str):
+    """Set the initial weights of a ``FastRCNNOutputLayers``' ``cls_score`` and ``bbox_pred``
+    (one of :data:`PREDICTOR_INITS`); "paper" keeps what detectron2 built."""
+    if init not in PREDICTOR_INITS:
+        raise ValueError("predictor init {!r}; allowed: {}".format(
+            init, ", ".join(repr(v) for v in PREDICTOR_INITS)))
+    if init == "pytorch":
+        predictor.cls_score.reset_parameters()
+        predictor.bbox_pred.reset_parameters()
+    return predictor
 
 
 def iou_thresholds_with_bg_lo(
@@ -110,6 +128,7 @@ class FRCNNROIHeads(StandardROIHeads):
         )
         if heads.SOFT_NMS.METHOD != "none":
             ret["box_predictor"] = SoftNMSOutputLayers(cfg, ret["box_head"].output_shape)
+        init_predictor(ret["box_predictor"], cfg.MODEL.ROI_BOX_HEAD.PREDICTOR_INIT)
         return ret
 
     def _proposal_labels(
