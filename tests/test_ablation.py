@@ -226,3 +226,16 @@ def test_tool_runs_from_a_pretrained_checkpoint(tmp_path, pretrained_file):
                                "torchvision (own init)|0"]
     for r in results.values():
         assert r["pretrained"] == pretrained_file[0] and r["model"]["pretrained_tensors"] > 0
+
+
+def test_bad_config_value_is_one_error_before_any_run(tmp_path):
+    from frcnn_plugin.cli import ConfigError
+
+    out = tmp_path / "ablation"
+    with pytest.raises(ConfigError, match="PREDICTOR_INIT='kaiming' is invalid; allowed: "
+                                          "'paper', 'pytorch'"):
+        load_tool("ablate_accuracy").main([
+            "--config-file", os.path.join(CONFIGS, "vgg16_frcnn_shapes_hard.yaml"),
+            "--seeds", "1", "--switches", "", "--peers", "", "--out-dir", str(out),
+            "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", "kaiming"])
+    assert not out.exists()  # nothing written

@@ -25,6 +25,7 @@ from frcnn_plugin.benchmark.ablation import (
 )
 from frcnn_plugin.cli import ConfigError, add_debug_flag, run_cli
 from frcnn_plugin.config import load_frcnn_config
+from frcnn_plugin.config_checks import validate_frcnn_config
 
 
 def _names(allowed, what):
@@ -63,7 +64,8 @@ def main(argv=None):
     if args.seeds < 1:
         raise ConfigError("--seeds {}; allowed: an integer >= 1".format(args.seeds))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    cfg = load_frcnn_config(args.config_file, args.opts)
+    # as train_net.py: a bad value is one error naming the allowed ones, before any run
+    cfg = validate_frcnn_config(load_frcnn_config(args.config_file, args.opts))
     results = run_ablation(cfg, args.switches, args.peers, list(range(args.seeds)),
                            args.out_dir, pretrained=args.pretrained,
                            plugin=not args.skip_plugin)
