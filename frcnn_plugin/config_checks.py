@@ -14,11 +14,13 @@ import os
 import re
 import tempfile
 
+from detectron2.modeling import ROI_HEADS_REGISTRY
+
 from .cli import ConfigError, OutputError, UserError
 from .config import _all_keys
 from .modeling.anchor_generator import uses_explicit_sizes
 from .modeling.backbone.vgg import VGG_INITS
-from .modeling.roi_heads import PREDICTOR_INITS
+from .modeling.roi_heads import PREDICTOR_INITS, FRCNNROIHeads
 from .modeling.rpn import PROPOSAL_ORDERS
 from .modeling.soft_nms import SOFT_NMS_METHODS
 
@@ -141,10 +143,17 @@ def _check_model(p):
     p.require(
         "MODEL.VGG.INIT", lambda v: v in VGG_INITS, ", ".join(repr(v) for v in VGG_INITS)
     )
-    p.require(
+    init_ok = p.require(
         "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", lambda v: v in PREDICTOR_INITS,
         ", ".join(repr(v) for v in PREDICTOR_INITS),
     )
+    if init_ok and p.get("MODEL.ROI_BOX_HEAD.PREDICTOR_INIT") != "paper" and not _is_frcnn_heads(
+            p.get("MODEL.ROI_HEADS.NAME")):
+        p.lines.append(
+            "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT={!r} with MODEL.ROI_HEADS.NAME={!r}; allowed: "
+            "'paper' (the predictor's own initialization), or the FRCNNROIHeads ROI heads (or a "
+            "subclass), which apply it".format(
+                p.get("MODEL.ROI_BOX_HEAD.PREDICTOR_INIT"), p.get("MODEL.ROI_HEADS.NAME")))
     _check_speed(p)
 
     def positive_lists(v):
@@ -186,6 +195,15 @@ def _check_model(p):
                 p.get("INPUT.FORMAT"), channels, len(p.get("MODEL.PIXEL_MEAN"))
             )
         )
+
+
+def _is_frcnn_heads(name) -> bool:
+    """Whether the registered ROI heads ``name`` are FRCNNROIHeads or a subclass of them."""
+    try:
+        cls = ROI_HEADS_REGISTRY.get(name)
+    except KeyError:
+        return False  # an unknown name is detectron2's own error when the model is built
+    return isinstance(cls, type) and issubclass(cls, FRCNNROIHeads)
 
 
 def _check_speed(p):

@@ -70,6 +70,22 @@ class TestPlan(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "switch 'bigger'; allowed: vgg_init_torchvision"):
             plan_runs(cfg, ["bigger"], [], [0])
 
+    def test_switches_back_to_the_paper(self):
+        """The demo config departs from the paper in the pooler and the predictor's init: the
+        switches to torchvision's choices are its baseline, those back to the paper's run; the
+        paper config is the other way round."""
+        from frcnn_plugin.benchmark.ablation import plan_runs
+
+        names = ["roialign", "roipool_paper", "predictor_init_torchvision",
+                 "predictor_init_paper"]
+        demo = plan_runs(load_config("vgg16_frcnn_shapes_demo.yaml"), names, [], [0])
+        self.assertEqual([(r["row"], r["overrides"]) for r in demo[1:]], [
+            ("plugin + roipool_paper", {"MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIPool"}),
+            ("plugin + predictor_init_paper", {"MODEL.ROI_BOX_HEAD.PREDICTOR_INIT": "paper"})])
+        paper = plan_runs(load_config("vgg16_frcnn.yaml"), names, [], [0])
+        self.assertEqual([r["row"] for r in paper[1:]],
+                         ["plugin + roialign", "plugin + predictor_init_torchvision"])
+
     def test_peers_alone(self):
         from frcnn_plugin.benchmark.ablation import plan_runs
 

@@ -220,8 +220,9 @@ class TestPeers(unittest.TestCase):
         self.assertEqual((tv.roi_heads.proposal_matcher.low_threshold,
                           tv.roi_heads.proposal_matcher.high_threshold), (0.5, 0.5))
         self.assertEqual(tv.roi_heads.box_coder.weights, tuple(box.BBOX_REG_WEIGHTS))
-        pool = tv.roi_heads.box_roi_pool.pool
-        self.assertEqual(type(pool).__name__, "RoIPool")
+        pool = tv.roi_heads.box_roi_pool.pool  # the demo config's ROIAlignV2
+        self.assertEqual(type(pool).__name__, "RoIAlign")
+        self.assertTrue(pool.aligned)
         self.assertEqual(torch.nn.modules.utils._pair(pool.output_size), (7, 7))
         self.assertEqual(pool.spatial_scale, 1 / 16)
         self.assertEqual(tv.roi_heads.box_head.fc6.in_features, 512 * 7 * 7)
@@ -277,14 +278,17 @@ class TestPeers(unittest.TestCase):
             fg = torch.softmax(torch.stack([plugin_logits[:, :a], plugin_logits[:, a:]]), 0)[1]
             torch.testing.assert_close(torch.sigmoid(tv_logits), fg)
 
-    def test_roi_align_v2_maps_to_aligned_roi_align(self):
+    def test_roi_pool_and_roi_align_map_to_torchvision_ops(self):
         from frcnn_plugin.benchmark import build_torchvision_peer
 
-        cfg = self.cfg.clone()
-        cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
-        pool = build_torchvision_peer(cfg).model.roi_heads.box_roi_pool.pool
-        self.assertEqual(type(pool).__name__, "RoIAlign")
-        self.assertTrue(pool.aligned)
+        for pooler, op, aligned in (("ROIPool", "RoIPool", None), ("ROIAlign", "RoIAlign", False)):
+            cfg = self.cfg.clone()
+            cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = pooler
+            pool = build_torchvision_peer(cfg).model.roi_heads.box_roi_pool.pool
+            self.assertEqual(type(pool).__name__, op)
+            self.assertEqual(pool.spatial_scale, 1 / 16)
+            if aligned is not None:
+                self.assertEqual(pool.aligned, aligned)
 
     def test_adapter_trains_and_returns_instances(self):
         from detectron2.structures import Boxes, Instances

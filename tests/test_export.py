@@ -264,7 +264,8 @@ PAPER_AND_SWAPS = {
     # detectron2's RPN, StandardROIHeads and its proposal order (vgg16_frcnn_d2_heads.yaml)
     "d2_heads": [
         "MODEL.META_ARCHITECTURE", "GeneralizedRCNN", "MODEL.PROPOSAL_GENERATOR.NAME", "RPN",
-        "MODEL.RPN.HEAD_NAME", "StandardRPNHead", "MODEL.ROI_HEADS.NAME", "StandardROIHeads"],
+        "MODEL.RPN.HEAD_NAME", "StandardRPNHead", "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+        "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", "paper"],  # StandardROIHeads' own
 }
 
 

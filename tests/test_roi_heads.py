@@ -195,6 +195,41 @@ class TestPredictorInit(unittest.TestCase):
                 ConfigError, "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT='kaiming'.*'paper', 'pytorch'"):
             validate_frcnn_config(cfg)
 
+    def test_refused_where_no_heads_apply_it(self):
+        """detectron2's StandardROIHeads do not read the key: 'pytorch' there is an error, not
+        a silently different model; 'paper' (their own initialization) is accepted."""
+        from frcnn_plugin.benchmark.peers import d2_builtin_config
+        from frcnn_plugin.cli import ConfigError
+        from frcnn_plugin.config_checks import validate_frcnn_config
+
+        cfg = load_config("vgg16_frcnn_d2_heads.yaml", "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT",
+                          "pytorch")
+        with self.assertRaisesRegex(
+                ConfigError, "PREDICTOR_INIT='pytorch' with MODEL.ROI_HEADS.NAME="
+                             "'StandardROIHeads'; allowed: 'paper'.*FRCNNROIHeads"):
+            validate_frcnn_config(cfg)
+        validate_frcnn_config(load_config("vgg16_frcnn_d2_heads.yaml"))
+        # the benchmark's detectron2 peer keeps detectron2's own initialization
+        peer = d2_builtin_config(load_config("vgg16_frcnn_shapes_demo.yaml",
+                                             "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", "pytorch"))
+        self.assertEqual(peer.MODEL.ROI_BOX_HEAD.PREDICTOR_INIT, "paper")
+
+    def test_constructor_argument(self):
+        """Built from plain arguments (a Python config's ``roi_heads.predictor_init``): the
+        same closed forms as through the YAML key; a bad value names the allowed ones."""
+        cfg = load_config("vgg16_frcnn.yaml", "MODEL.ROI_HEADS.NUM_CLASSES", "80",
+                          "MODEL.ROI_BOX_HEAD.FC_DIM", "64")
+        torch.manual_seed(0)
+        kwargs = FRCNNROIHeads.from_config(cfg, SHAPE)
+        self.assertEqual(kwargs["predictor_init"], "paper")
+        kwargs["predictor_init"] = "pytorch"
+        pred = FRCNNROIHeads(**kwargs).box_predictor.requires_grad_(False)
+        self.assertAlmostEqual(float(pred.bbox_pred.weight.std()), 0.0722, delta=0.03 * 0.0722)
+        self.assertGreater(float(pred.cls_score.bias.abs().max()), 0)
+        kwargs["predictor_init"] = "xavier"
+        with self.assertRaisesRegex(ValueError, "'xavier'; allowed: 'paper', 'pytorch'"):
+            FRCNNROIHeads(**kwargs)
+
 
 @st.composite
 def box_pairs(draw):

@@ -20,6 +20,7 @@ for key in ("sampler", "min_size_in_original_pixels", "best_anchor_min_iou",
 rpn.head._target_ = StandardRPNHead       # one sigmoid logit per anchor
 model.roi_heads._target_ = StandardROIHeads
 del model.roi_heads.sampler
+del model.roi_heads.predictor_init       # read by the plugin's FRCNNROIHeads only
 del rpn
 
 train.output_dir = "output/vgg16_frcnn_d2_heads_coco_lazy"

@@ -60,6 +60,11 @@ SWITCHES = {
         "paper's normal std 0.01 / 0.001",
         {"MODEL.ROI_BOX_HEAD.PREDICTOR_INIT": "pytorch"},
     ),
+    "predictor_init_paper": (
+        "box predictor initialized as the paper's (normal std 0.01 / 0.001) instead of "
+        "nn.Linear's default (for a config that starts from torchvision's choice)",
+        {"MODEL.ROI_BOX_HEAD.PREDICTOR_INIT": "paper"},
+    ),
     "no_weight_decay_on_norm": (
         "no weight decay on norm layers",
         {"SOLVER.WEIGHT_DECAY_NORM": 0.0},
@@ -74,6 +79,10 @@ SWITCHES = {
     "roialign": (
         "RoIAlign (ROIAlignV2) instead of RoIPool",
         {"MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlignV2"},
+    ),
+    "roipool_paper": (
+        "RoIPool (the paper's) instead of the config's RoIAlign",
+        {"MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIPool"},
     ),
     "keep_cross_boundary_anchors": (
         "cross-boundary anchors labelled in training (BOUNDARY_THRESH -1)",

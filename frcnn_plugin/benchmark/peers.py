@@ -55,13 +55,16 @@ MODEL_KINDS = ("plugin", "torchvision", "d2")
 
 def d2_builtin_config(cfg):
     """A copy of ``cfg`` with detectron2's built-in meta-architecture, RPN, RPN head and ROI
-    heads (and detectron2's anchor generator with the same sizes), everything else unchanged."""
+    heads (and detectron2's anchor generator with the same sizes), everything else unchanged,
+    except the box predictor's initialization: detectron2's own (the paper's; its
+    ``StandardROIHeads`` do not read ``MODEL.ROI_BOX_HEAD.PREDICTOR_INIT``)."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
     cfg.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"
     cfg.MODEL.RPN.HEAD_NAME = "StandardRPNHead"
     cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+    cfg.MODEL.ROI_BOX_HEAD.PREDICTOR_INIT = "paper"
     if cfg.MODEL.ANCHOR_GENERATOR.NAME == "FRCNNAnchorGenerator":
         shapes = build_backbone(cfg).output_shape()
         generator = build_anchor_generator(cfg, [shapes[f] for f in cfg.MODEL.RPN.IN_FEATURES])

@@ -88,16 +88,21 @@ class FRCNNROIHeads(StandardROIHeads):
     """StandardROIHeads whose proposal sampler is an injected object (``self.sampler``)."""
 
     @configurable
-    def __init__(self, *, sampler=None, **kwargs):
+    def __init__(self, *, sampler=None, predictor_init: str = "paper", **kwargs):
         """
         Args:
             sampler: object with ``sampler(labels) -> (fg_idx, bg_idx)`` for labels -1
                 (ignore), ``num_classes`` (background), [0, num_classes) (foreground).
                 None: a BalancedRandomSampler with ``batch_size_per_image`` and
                 ``positive_fraction``.
+            predictor_init: the initial weights of ``box_predictor``'s ``cls_score`` and
+                ``bbox_pred``, one of :data:`PREDICTOR_INITS` (``MODEL.ROI_BOX_HEAD.
+                PREDICTOR_INIT``): "paper" keeps the predictor's own, "pytorch" resets them to
+                ``nn.Linear``'s default.
             kwargs: the arguments of :class:`StandardROIHeads`.
         """
         super().__init__(**kwargs)
+        init_predictor(self.box_predictor, predictor_init)
         if sampler is None:
             sampler = build_sampler(
                 batch_size_per_image=self.batch_size_per_image,
@@ -128,7 +133,7 @@ class FRCNNROIHeads(StandardROIHeads):
         )
         if heads.SOFT_NMS.METHOD != "none":
             ret["box_predictor"] = SoftNMSOutputLayers(cfg, ret["box_head"].output_shape)
-        init_predictor(ret["box_predictor"], cfg.MODEL.ROI_BOX_HEAD.PREDICTOR_INIT)
+        ret["predictor_init"] = cfg.MODEL.ROI_BOX_HEAD.PREDICTOR_INIT
         return ret
 
     def _proposal_labels(

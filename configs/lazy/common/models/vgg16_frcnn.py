@@ -75,6 +75,9 @@ model = L(FRCNNGeneralizedRCNN)(
             thresholds=[0.5], labels=[0, 1], allow_low_quality_matches=False
         ),
         proposal_append_gt=True,
+        # the box predictor's initial weights: "paper" (normal std 0.01 / 0.001, detectron2's)
+        # or "pytorch" (nn.Linear's default, torchvision's); MODEL.ROI_BOX_HEAD.PREDICTOR_INIT
+        predictor_init="paper",
         box_in_features=["conv5"],
         box_pooler=L(ROIPooler)(
             output_size=7, scales=[1.0 / 16], sampling_ratio=0, pooler_type="ROIPool"
