@@ -227,7 +227,10 @@ class TestPredictorInit(unittest.TestCase):
         self.assertAlmostEqual(float(pred.bbox_pred.weight.std()), 0.0722, delta=0.03 * 0.0722)
         self.assertGreater(float(pred.cls_score.bias.abs().max()), 0)
         kwargs["predictor_init"] = "xavier"
-        with self.assertRaisesRegex(ValueError, "'xavier'; allowed: 'paper', 'pytorch'"):
+        from frcnn_plugin.cli import ConfigError
+
+        with self.assertRaisesRegex(ConfigError, "predictor_init\\)='xavier' is invalid; "
+                                                 "allowed: 'paper', 'pytorch'"):
             FRCNNROIHeads(**kwargs)
 
 

@@ -46,8 +46,9 @@ def init_predictor(predictor, init: str):
     """Set the initial weights of a ``FastRCNNOutputLayers``' ``cls_score`` and ``bbox_pred``
     (one of :data:`PREDICTOR_INITS`); "paper" keeps what detectron2 built."""
     if init not in PREDICTOR_INITS:
-        raise ValueError("predictor init {!r}; allowed: {}".format(
-            init, ", ".join(repr(v) for v in PREDICTOR_INITS)))
+        raise ConfigError(
+            "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT (roi_heads.predictor_init)={!r} is invalid; "
+            "allowed: {}".format(init, ", ".join(repr(v) for v in PREDICTOR_INITS)))
     if init == "pytorch":
         predictor.cls_score.reset_parameters()
         predictor.bbox_pred.reset_parameters()
