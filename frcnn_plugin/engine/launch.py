@@ -127,4 +127,8 @@ def _cpu_worker(local_rank, main_func, world_size, num_processes, machine_rank, 
     _setup_local_process_group(num_processes, machine_rank, world_size)
     comm.synchronize()
     main_func(*args)
+    # every process done with the group before any tears it down: a process that destroys
+    # the group and exits while another still uses it can make that one abort in gloo's
+    # teardown (seen once in CI: "terminate called without an active exception", SIGABRT)
+    comm.synchronize()
     dist.destroy_process_group()
