@@ -209,6 +209,23 @@ class TestPredictorInit(unittest.TestCase):
                              "'StandardROIHeads'; allowed: 'paper'.*FRCNNROIHeads"):
             validate_frcnn_config(cfg)
         validate_frcnn_config(load_config("vgg16_frcnn_d2_heads.yaml"))
+        # a subclass of FRCNNROIHeads applies it (accepted); an unregistered name does not
+        from detectron2.modeling import ROI_HEADS_REGISTRY
+
+        if "InitTestROIHeads" not in ROI_HEADS_REGISTRY:
+
+            @ROI_HEADS_REGISTRY.register()
+            class InitTestROIHeads(FRCNNROIHeads):
+                pass
+
+        validate_frcnn_config(load_config(
+            "vgg16_frcnn.yaml", "MODEL.ROI_HEADS.NAME", "InitTestROIHeads",
+            "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", "pytorch"))
+        with self.assertRaisesRegex(ConfigError, "PREDICTOR_INIT='pytorch' with "
+                                                 "MODEL.ROI_HEADS.NAME='NoSuchHeads'"):
+            validate_frcnn_config(load_config(
+                "vgg16_frcnn.yaml", "MODEL.ROI_HEADS.NAME", "NoSuchHeads",
+                "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", "pytorch"))
         # the benchmark's detectron2 peer keeps detectron2's own initialization
         peer = d2_builtin_config(load_config("vgg16_frcnn_shapes_demo.yaml",
                                              "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", "pytorch"))
@@ -217,6 +234,8 @@ class TestPredictorInit(unittest.TestCase):
     def test_constructor_argument(self):
         """Built from plain arguments (a Python config's ``roi_heads.predictor_init``): the
         same closed forms as through the YAML key; a bad value names the allowed ones."""
+        from frcnn_plugin.cli import ConfigError
+
         cfg = load_config("vgg16_frcnn.yaml", "MODEL.ROI_HEADS.NUM_CLASSES", "80",
                           "MODEL.ROI_BOX_HEAD.FC_DIM", "64")
         torch.manual_seed(0)
@@ -227,8 +246,6 @@ class TestPredictorInit(unittest.TestCase):
         self.assertAlmostEqual(float(pred.bbox_pred.weight.std()), 0.0722, delta=0.03 * 0.0722)
         self.assertGreater(float(pred.cls_score.bias.abs().max()), 0)
         kwargs["predictor_init"] = "xavier"
-        from frcnn_plugin.cli import ConfigError
-
         with self.assertRaisesRegex(ConfigError, "predictor_init\\)='xavier' is invalid; "
                                                  "allowed: 'paper', 'pytorch'"):
             FRCNNROIHeads(**kwargs)
