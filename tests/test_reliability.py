@@ -132,6 +132,57 @@ class TestNonFiniteLoss(unittest.TestCase):
             trainer.train()
 
 
+    def nan_pixel_trainer(self, *extra):
+        """A Trainer whose second batch (iteration 1) has one NaN pixel in its first image:
+        a non-finite forward pass, before any loss exists."""
+        from frcnn_plugin.engine import Trainer
+
+        class NaNPixelTrainer(Trainer):
+            @classmethod
+            def build_train_loader(cls, cfg):
+                loader = super().build_train_loader(cfg)
+
+                def batches():
+                    for i, batch in enumerate(loader):
+                        if i == 1:
+                            image = batch[0]["image"].float()
+                            image[0, 10, 10] = float("nan")
+                            batch[0]["image"] = image
+                        yield batch
+
+                return batches()
+
+        trainer = NaNPixelTrainer(tiny_cfg(self.tmp / "out", *extra))
+        trainer.resume_or_load(resume=False)
+        return trainer
+
+    def test_nan_pixel_under_error_stops_naming_the_iteration(self):
+        trainer = self.nan_pixel_trainer()
+        with self.assertRaisesRegex(FloatingPointError, r"iteration 1: .*loss_rpn_cls=nan"):
+            trainer.train()
+        self.assertEqual(trainer.iter, 1)
+
+    def test_nan_pixel_under_skip_skips_that_step_only(self):
+        trainer = self.nan_pixel_trainer("SOLVER.NONFINITE_LOSS", "skip")
+        states = []
+
+        class Record(HookBase):
+            def after_step(self):
+                # parameters and buffers (batch-norm statistics): a skipped step keeps both
+                states.append({k: v.detach().clone()
+                               for k, v in self.trainer.model.state_dict().items()})
+
+        trainer.register_hooks([Record()])
+        with self.assertLogs("frcnn_plugin.engine.train_loop", "WARNING") as logs:
+            trainer.train()
+        self.assertEqual(trainer.iter, 3)  # trained to the end
+        same = [all(torch.equal(a[k], b[k]) for k in a) for a, b in zip(states, states[1:])]
+        self.assertEqual(same, [True, False])  # iteration 1 changed nothing, 2 trained again
+        self.assertTrue(all(bool(torch.isfinite(v.float()).all()) for v in states[-1].values()))
+        self.assertEqual(trainer.storage.history("nonfinite_loss/skipped_steps").latest(), 1)
+        self.assertIn("Non-finite loss at iteration 1:", "\n".join(logs.output))
+
+
 @pytest.mark.usefixtures("tiny_shapes")
 class TestDeterminism(unittest.TestCase):
     def test_same_seed_same_losses(self):

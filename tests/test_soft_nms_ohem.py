@@ -131,6 +131,57 @@ class TestInTheModel(unittest.TestCase):
                          sorted(map(tuple, expected.tolist())))
         self.assertIn("roi_head/ohem_num_fg_samples", storage.latest())
 
+    def test_ohem_on_a_batch_of_an_image_with_gt_and_one_without(self):
+        """detectron2 leaves gt_boxes off the proposals of an image without GT: the mined RoIs
+        of that image are its candidates of highest classification loss (all background),
+        worked out here from the predictor's scores; the batch trains like the default
+        sampler's."""
+        from detectron2.data import DatasetCatalog
+        from detectron2.modeling import build_model
+        from detectron2.structures import Boxes, Instances
+        from detectron2.utils.events import EventStorage
+
+        cfg = load_config("vgg16_frcnn_shapes_demo.yaml", *TINY_MODEL,
+                          "MODEL.ROI_HEADS.SAMPLER.NAME", "OHEMSampler",
+                          "MODEL.ROI_HEADS.OHEM_NMS_THRESH", "1.0")
+        torch.manual_seed(0)
+        heads = build_model(cfg).roi_heads
+        record = DatasetCatalog.get("frcnn_test_train")[0]
+        with_gt = Instances((64, 64), gt_boxes=Boxes(torch.tensor(
+            [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+             for a in record["annotations"]], dtype=torch.float32)),
+            gt_classes=torch.tensor([a["category_id"] for a in record["annotations"]]))
+        without_gt = Instances((64, 64), gt_boxes=Boxes(torch.zeros(0, 4)),
+                               gt_classes=torch.zeros(0, dtype=torch.int64))
+        torch.manual_seed(1)
+        proposals = []
+        for _ in range(2):
+            xy, wh = torch.rand(40, 2) * 40, torch.rand(40, 2) * 20 + 8
+            proposals.append(Instances((64, 64), proposal_boxes=Boxes(torch.cat([xy, xy + wh], 1)),
+                                       objectness_logits=torch.zeros(40)))
+        features = {"conv5": torch.randn(2, 512, 4, 4)}
+        seen = []
+        pooler_forward = heads.box_pooler.forward
+        heads.box_pooler.forward = lambda x, boxes: seen.append(
+            [b.tensor.clone() for b in boxes]) or pooler_forward(x, boxes)
+        heads.train()
+        with EventStorage():
+            _, losses = heads(None, features, proposals, [with_gt, without_gt])
+        self.assertEqual(set(losses), {"loss_cls", "loss_box_reg"})
+        self.assertTrue(all(bool(torch.isfinite(v)) for v in losses.values()), losses)
+        # the image without GT: 40 proposals + no GT appended, all background candidates
+        candidates, trained = seen[0][1], seen[1][1]
+        self.assertEqual(len(candidates), 40)
+        self.assertEqual(len(trained), 16)
+        with torch.no_grad():
+            scores, _ = heads.box_predictor(heads.box_head(
+                heads.box_pooler([features["conv5"][1:]], [Boxes(candidates)])))
+        background = scores.shape[1] - 1
+        ce = -torch.log_softmax(scores, 1)[:, background]
+        expected = candidates[torch.argsort(ce, descending=True)[:16]]
+        self.assertEqual(sorted(map(tuple, trained.tolist())),
+                         sorted(map(tuple, expected.tolist())))
+
     def test_ohem_loss_decreases(self):
         from detectron2.data import build_detection_train_loader
         from detectron2.engine import SimpleTrainer

@@ -7,8 +7,8 @@ without replacing their ``run_step``.
 * ``"error"`` (default): stop with ``FloatingPointError`` naming the non-finite loss terms, their
   values and the iteration, before the backward pass (detectron2 itself raises only after it,
   from its metrics writer);
-* ``"skip"``: leave the parameters and the optimizer state of that iteration untouched (no
-  update, no momentum or weight-decay step), warn, and count it in EventStorage
+* ``"skip"``: leave the parameters, the buffers (batch-norm statistics) and the optimizer state
+  of that iteration untouched (no update, no momentum or weight-decay step), warn, and count it in EventStorage
   (``nonfinite_loss/skipped_steps``, total); after ``SOLVER.NONFINITE_LOSS_MAX_SKIPS``
   consecutive skips stop with ``FloatingPointError``.
 
@@ -29,6 +29,13 @@ How, through documented extension points only:
   (one scalar check per step). With "error" the process raises, and the plugin's
   :func:`~frcnn_plugin.engine.launch.launch` stops the others with a
   ``DistributedTrainingError`` naming it.
+
+A non-finite forward pass (a NaN or Inf input pixel, or overflowing activations) ends in
+non-finite losses, not in an exception: the plugin's RPN turns non-finite outputs into non-finite
+loss terms (:meth:`~frcnn_plugin.modeling.rpn.FRCNNRPN.nonfinite_outputs_to_losses`), so the
+policy applies to it too. A training forward pass updates batch-norm statistics as it runs;
+with "skip" the guard copies the model's buffers before each forward pass and puts them back
+when the step is skipped.
 
 Skipped training samples (:mod:`frcnn_plugin.data.mappers`) arrive as a marker in the batch; a
 forward pre-hook removes it before the model sees the batch and counts it as
@@ -105,6 +112,7 @@ class NonFiniteLossGuard(HookBase):
         self._sentinel: Optional[torch.nn.Parameter] = None
         self._bad: Optional[List[Tuple[str, float]]] = None  # this process's non-finite terms
         self._skip = False  # the current step is skipped (set by either hook)
+        self._buffers: List[Tuple[torch.Tensor, torch.Tensor]] = []  # (buffer, copy) with "skip"
 
     # ------------------------------------------------------------------------ installation
     def before_train(self):
@@ -124,6 +132,8 @@ class NonFiniteLossGuard(HookBase):
 
     # ------------------------------------------------------------------------ model hooks
     def _before_forward(self, module, args):
+        if module.training and self.mode == "skip":
+            self._buffers = [(b, b.detach().clone()) for b in _unwrap(module).buffers()]
         if module.training and args and isinstance(args[0], (list, tuple)):
             skipped = pop_skipped(args[0])
             if skipped:
@@ -172,6 +182,9 @@ class NonFiniteLossGuard(HookBase):
             self.consecutive_skips = 0
             return
         self._skip = False
+        with torch.no_grad():  # the batch-norm statistics of the skipped forward pass
+            for buffer, saved in self._buffers:
+                buffer.copy_(saved)
         self.consecutive_skips += 1
         self.skipped_steps += 1
         get_event_storage().put_scalar(

@@ -217,7 +217,11 @@ class FRCNNROIHeads(StandardROIHeads):
         fg = torch.nonzero((gt_classes >= 0) & (gt_classes < self.num_classes)).flatten()
         if len(fg):
             boxes = torch.cat([p.proposal_boxes.tensor for p in proposals])[fg]
-            gt_boxes = torch.cat([p.gt_boxes.tensor for p in proposals])[fg]
+            # detectron2 sets gt_boxes only on images with GT (their candidates are all
+            # background, so these boxes are never read); FastRCNNOutputLayers.losses does the same
+            gt_boxes = torch.cat([
+                (p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals
+            ])[fg]
             box_dim = boxes.shape[1]
             target = predictor.box2box_transform.get_deltas(boxes, gt_boxes)
             per_class = deltas[fg].view(len(fg), -1, box_dim)
