@@ -5,9 +5,11 @@ sampled for training: through an injected sampler object (``self.sampler``, 128 
 foreground).
 
 Labels are detectron2's proposal :class:`Matcher` on ``MODEL.ROI_HEADS.IOU_THRESHOLDS`` /
-``IOU_LABELS``: the paper's ``[0.5]`` / ``[0, 1]`` (foreground from 0.5, background below, the
-walk-through), or py-faster-rcnn's background band with ``[0.1, 0.5]`` / ``[-1, 0, 1]``
-(IoU below 0.1 ignored). The plugin's former key ``MODEL.ROI_HEADS.BG_IOU_LO`` still works in
+``IOU_LABELS``: ``[0.5]`` / ``[0, 1]`` (foreground from 0.5, background [0, 0.5): the
+walk-through's rule and py-faster-rcnn's end-to-end Faster R-CNN config, ``BG_THRESH_LO 0.0``;
+the configs use it), or Fast R-CNN's background band [0.1, 0.5) with ``[0.1, 0.5]`` /
+``[-1, 0, 1]`` (IoU below 0.1 ignored: with selective-search proposals that band was a
+heuristic for hard negatives). The plugin's former key ``MODEL.ROI_HEADS.BG_IOU_LO`` still works in
 this release, with a deprecation warning, by turning into that form.
 
 GT boxes appended to the proposals (PROPOSAL_APPEND_GT), RoI pooling (ROIPooler, POOLER_TYPE

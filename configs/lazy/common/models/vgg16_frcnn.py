@@ -70,7 +70,8 @@ model = L(FRCNNGeneralizedRCNN)(
             positive_fraction="${..positive_fraction}",
             bg_label="${..num_classes}",
         ),
-        # foreground >= 0.5, background below (py-faster-rcnn: [0.1, 0.5] with [-1, 0, 1])
+        # foreground >= 0.5, background [0, 0.5): the walk-through's and py-faster-rcnn's
+        # end-to-end rule (BG_THRESH_LO 0.0); Fast R-CNN's band [0.1, 0.5): [0.1, 0.5], [-1, 0, 1]
         proposal_matcher=L(Matcher)(
             thresholds=[0.5], labels=[0, 1], allow_low_quality_matches=False
         ),
