@@ -26,11 +26,11 @@ import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ANCHOR_GENERATOR_REGISTRY
-from detectron2.modeling.anchor_generator import DefaultAnchorGenerator, _broadcast_params
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
 from ..cli import ConfigError
 
-__all__ = ["FRCNNAnchorGenerator", "uses_explicit_sizes"]
+__all__ = ["FRCNNAnchorGenerator", "per_level_lists", "uses_explicit_sizes"]
 
 # Constructor argument -> config key, for error messages.
 _KEYS = {
@@ -71,7 +71,7 @@ def uses_explicit_sizes(scales, octave_base_scale) -> bool:
     return not (_uses_scales(scales) or octave_on)
 
 
-def _per_level_lists(values, num_levels: int, name: str, what: str) -> List[List[float]]:
+def per_level_lists(values, num_levels: int, name: str, what: str) -> List[List[float]]:
     """Validate list[float] or list[list[float]] and broadcast it to ``num_levels`` levels.
 
     Raises:
@@ -97,7 +97,9 @@ def _per_level_lists(values, num_levels: int, name: str, what: str) -> List[List
                 f"list of positive {what}s."
             )
         _check_positive(level, name, what, given=values)
-    return [[float(v) for v in level] for level in _broadcast_params(levels, num_levels, key)]
+    if len(levels) == 1:  # one level for all, as DefaultAnchorGenerator broadcasts it
+        levels = levels * num_levels
+    return [[float(v) for v in level] for level in levels]
 
 
 def _per_level_values(values, num_levels: int, name: str, what: str) -> List[float]:
@@ -183,7 +185,7 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ConfigError(f"{_KEYS['cache_size']}={cache_size!r}: must be an integer >= 0.")
         num_levels = len(strides)
-        aspect_ratios = _per_level_lists(aspect_ratios, num_levels, "aspect_ratios", "ratio")
+        aspect_ratios = per_level_lists(aspect_ratios, num_levels, "aspect_ratios", "ratio")
         level_sizes = self._level_sizes(
             strides, sizes, base_sizes, scales, octave_base_scale, scales_per_octave
         )
@@ -228,7 +230,7 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
                     f"No anchor sizes: set {_KEYS['sizes']}, {_KEYS['scales']} or "
                     f"{_KEYS['octave_base_scale']}."
                 )
-            return _per_level_lists(sizes, num_levels, "sizes", "size")
+            return per_level_lists(sizes, num_levels, "sizes", "size")
         bases = (
             _per_level_values(base_sizes, num_levels, "base_sizes", "base size")
             if has_base
@@ -243,7 +245,7 @@ class FRCNNAnchorGenerator(DefaultAnchorGenerator):
                 )
             # (base * octave_base_scale) * 2^(i/n), the order of detectron2's RetinaNet config.
             return [[b * octave_base_scale * 2 ** (i / n) for i in range(n)] for b in bases]
-        level_scales = _per_level_lists(scales, num_levels, "scales", "scale")
+        level_scales = per_level_lists(scales, num_levels, "scales", "scale")
         return [[b * s for s in ss] for b, ss in zip(bases, level_scales)]
 
     @classmethod

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from detectron2.modeling import build_backbone
-from detectron2.modeling.anchor_generator import _broadcast_params, build_anchor_generator
+from detectron2.modeling.anchor_generator import build_anchor_generator
 from detectron2.structures import Boxes, pairwise_iou
 
 from ...config_checks import config_errors
+from ...modeling.anchor_generator import per_level_lists
 
 __all__ = ["MID_IOU", "AnchorSpec", "FitStats", "AnchorFitter"]
 
@@ -141,9 +142,9 @@ class AnchorFitter:
         DefaultAnchorGenerator: from the config keys, as it read them)."""
         n = len(self.input_shapes)
         ag = self.cfg.MODEL.ANCHOR_GENERATOR
-        sizes = getattr(generator, "sizes", None) or _broadcast_params(ag.SIZES, n, "sizes")
-        ratios = getattr(generator, "aspect_ratios", None) or _broadcast_params(
-            ag.ASPECT_RATIOS, n, "aspect_ratios")
+        sizes = getattr(generator, "sizes", None) or per_level_lists(ag.SIZES, n, "sizes", "size")
+        ratios = getattr(generator, "aspect_ratios", None) or per_level_lists(
+            ag.ASPECT_RATIOS, n, "aspect_ratios", "ratio")
         return AnchorSpec.make(sizes, ratios)
 
     def config_keys(self, spec: AnchorSpec) -> Dict[str, object]:
