@@ -14,14 +14,15 @@ import os
 import re
 import tempfile
 
-from detectron2.modeling import ROI_HEADS_REGISTRY
+from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY
 
 from .cli import ConfigError, OutputError, UserError
 from .config import _all_keys
 from .modeling.anchor_generator import uses_explicit_sizes
 from .modeling.backbone.vgg import VGG_INITS
 from .modeling.roi_heads import PREDICTOR_INITS, FRCNNROIHeads
-from .modeling.rpn import PROPOSAL_ORDERS
+from .modeling.rpn import FRCNNRPN, PROPOSAL_ORDERS
+from .modeling.sampling import FRCNN_SAMPLER_REGISTRY, rpn_sampler_names
 from .modeling.soft_nms import SOFT_NMS_METHODS
 
 __all__ = [
@@ -103,9 +104,33 @@ def _check_sampling(p, prefix):
     )
 
 
+def _check_rpn_sampler(p):
+    """A sampler that needs the per-example losses (OHEMSampler) works in the ROI heads only;
+    FRCNNRPN refuses it when built, this says so up front with the other config errors."""
+    name = p.get("MODEL.RPN.SAMPLER.NAME")
+    if not _is_frcnn_rpn(p.get("MODEL.PROPOSAL_GENERATOR.NAME")):
+        return  # detectron2's RPN does not read MODEL.RPN.SAMPLER
+    if name in FRCNN_SAMPLER_REGISTRY and getattr(
+            FRCNN_SAMPLER_REGISTRY.get(name), "needs_losses", False):
+        p.lines.append(
+            "MODEL.RPN.SAMPLER.NAME={!r} is invalid: it needs the per-example losses, which only "
+            "the ROI heads compute; allowed: {}".format(name, rpn_sampler_names())
+        )
+
+
+def _is_frcnn_rpn(name) -> bool:
+    """Whether the registered proposal generator ``name`` is FRCNNRPN or a subclass of it."""
+    try:
+        cls = PROPOSAL_GENERATOR_REGISTRY.get(name)
+    except KeyError:
+        return False  # an unknown name is detectron2's own error when the model is built
+    return isinstance(cls, type) and issubclass(cls, FRCNNRPN)
+
+
 def _check_model(p):
     _check_sampling(p, "MODEL.RPN")
     _check_sampling(p, "MODEL.ROI_HEADS")
+    _check_rpn_sampler(p)
     _check_matcher(p, "MODEL.RPN")
     _check_matcher(p, "MODEL.ROI_HEADS")
     p.require("MODEL.RPN.NMS_THRESH", lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]")

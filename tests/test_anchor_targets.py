@@ -1,14 +1,17 @@
 """FRCNNRPN's anchor labels against an independent oracle and hand-worked corner cases.
 
-The oracle is a NumPy port of the anchor-target steps of the stage-by-stage walk-through
-(py-faster-rcnn's ``anchor_target_layer``): keep the anchors inside the image, IoU in float64,
-negatives where the best IoU < 0.3, each GT's best anchors (ties included) positive, positives
-where the best IoU >= 0.7 -- with the one change under test: a GT's best anchors are promoted
-only when that IoU is above ``min_iou`` (py-faster-rcnn: always, also at IoU 0).
+The oracle (:mod:`tests.rpn_oracle`) is the paper's rule written in float64 NumPy from the paper
+and the anchor formula of the configs, not from the plugin's or detectron2's code: its own
+anchors (centres 16 j + 8, sizes 128, 256, 512, ratios h / w 0.5, 1, 2), the continuous inside
+test ``x1 >= 0, y1 >= 0, x2 <= W, y2 <= H``, float64 IoU, each GT's best inside anchors (ties
+within a stated relative tolerance) positive when that IoU is above ``min_iou`` (0), positives
+where the best IoU >= 0.7, negatives where it is < 0.3. The plugin's labels (before sampling)
+must equal the oracle's element by element.
 
 The hand-worked cases use square anchors (ASPECT_RATIOS [[1.0]]: 128, 256, 512 px boxes centred
 at 16 i + 8), whose corners are integers, so every IoU below is a ratio of integers.
 """
+import math
 import unittest
 
 import numpy as np
@@ -21,44 +24,31 @@ from detectron2.utils.events import EventStorage
 
 import frcnn_plugin.modeling.meta_arch  # noqa: F401  (registers)
 from frcnn_plugin.modeling.matcher import BestAnchorMatcher
+from tests import rpn_oracle
 from tests.conftest import load_config
 
 SHAPE = {"conv5": ShapeSpec(channels=8, stride=16)}
 SIZE = 800  # the walk-through's 800 x 800 image: a 50 x 50 feature map
 SQUARE = ("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", "[[1.0]]")
+# (H, W): the walk-through's square image and the paper's 600 x 1000 input, both orientations
+PAPER_SIZES = ((800, 800), (600, 1000), (1000, 600))
 
 
-def oracle_labels(anchors, gt_boxes, height, width, min_iou=0.0, lo=0.3, hi=0.7):
-    """Walk-through anchor targets in NumPy: (labels (R,) -1/0/1, best GT index (R,))."""
-    anchors = np.asarray(anchors, dtype=np.float64)
+def grid(height, width):
+    """VGG16's conv5 size for an input of height x width: 4 max-pools of stride 2 (floor)."""
+    return height // 16, width // 16
+
+
+def oracle_labels(gt_boxes, height, width, min_iou=0.0, ratios=rpn_oracle.PAPER_RATIOS):
+    """The oracle's (anchors (R, 4), labels (R,) -1/0/1, best GT index (R,)) for the paper's
+    anchors (with ``ratios``) on the conv5 grid of a height x width input."""
+    anchors = rpn_oracle.paper_anchors(*grid(height, width), ratios=ratios)
     gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    labels = np.full(len(anchors), -1, dtype=np.int64)
+    labels = rpn_oracle.rpn_labels(anchors, gt, height, width, min_iou=min_iou)
     argmax = np.zeros(len(anchors), dtype=np.int64)
-    inside = np.where(
-        (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0)
-        & (anchors[:, 2] < width) & (anchors[:, 3] < height)
-    )[0]
-    if len(gt) == 0:
-        labels[inside] = 0
-        return labels, argmax
-    a = anchors[inside]
-    iw = np.minimum(a[:, None, 2], gt[None, :, 2]) - np.maximum(a[:, None, 0], gt[None, :, 0])
-    ih = np.minimum(a[:, None, 3], gt[None, :, 3]) - np.maximum(a[:, None, 1], gt[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_g = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-    overlaps = inter / (area_a[:, None] + area_g[None, :] - inter)  # (inside, G)
-    max_overlaps = overlaps.max(axis=1)
-    sub = np.full(len(a), -1, dtype=np.int64)
-    sub[max_overlaps < lo] = 0
-    gt_max = overlaps.max(axis=0)
-    for g in range(len(gt)):
-        if gt_max[g] > min_iou:
-            sub[overlaps[:, g] == gt_max[g]] = 1
-    sub[max_overlaps >= hi] = 1
-    labels[inside] = sub
-    argmax[inside] = overlaps.argmax(axis=1)
-    return labels, argmax
+    if len(gt):
+        argmax = rpn_oracle.iou_matrix(gt, anchors).argmax(axis=0)
+    return anchors, labels, argmax
 
 
 def build_rpn(*opts):
@@ -66,15 +56,38 @@ def build_rpn(*opts):
     return build_proposal_generator(load_config("vgg16_frcnn.yaml", *opts), SHAPE)
 
 
-def anchors_of(rpn):
-    return Boxes.cat(rpn.anchor_generator([torch.zeros(1, 8, SIZE // 16, SIZE // 16)]))
+def anchors_of(rpn, size=(SIZE, SIZE)):
+    gh, gw = grid(*size)
+    return Boxes.cat(rpn.anchor_generator([torch.zeros(1, 8, gh, gw)]))
 
 
-def gt_instances(boxes):
+def gt_instances(boxes, size=(SIZE, SIZE)):
     boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    gt = Instances((SIZE, SIZE), gt_boxes=Boxes(boxes))
+    gt = Instances(size, gt_boxes=Boxes(boxes))
     gt.gt_classes = torch.zeros(len(boxes), dtype=torch.int64)
     return gt
+
+
+def compare(rpn, boxes, size=(SIZE, SIZE), min_iou=0.0, ratios=rpn_oracle.PAPER_RATIOS):
+    """Assert the plugin's labels (before sampling) equal the oracle's, element by element, and
+    the matched GT of every positive is its best GT. Both get the same (float32) GT boxes.
+
+    Returns:
+        (plugin labels, oracle labels), as NumPy arrays.
+    """
+    anchors = anchors_of(rpn, size)
+    gt_boxes = gt_instances(boxes, size).gt_boxes
+    want_anchors, want, want_gt = oracle_labels(
+        gt_boxes.tensor.numpy(), *size, min_iou=min_iou, ratios=ratios)
+    # the same anchors, in the same order, up to float32 rounding
+    np.testing.assert_allclose(anchors.tensor.numpy(), want_anchors, rtol=0, atol=1e-3)
+    matched, labels = rpn._label_anchors(anchors, gt_boxes, size)
+    labels = labels.numpy().astype(np.int64)
+    np.testing.assert_array_equal(labels, want)
+    pos = want == 1
+    if len(gt_boxes) > 1:  # the matched GT of a positive is its best GT
+        np.testing.assert_array_equal(matched.numpy()[pos], want_gt[pos])
+    return labels, want
 
 
 class TestAgainstOracle(unittest.TestCase):
@@ -84,39 +97,163 @@ class TestAgainstOracle(unittest.TestCase):
     def setUpClass(cls):
         cls.rpn = build_rpn()
 
-    def check(self, boxes, rpn=None, min_iou=0.0):
-        rpn = rpn or self.rpn
-        anchors = anchors_of(rpn)
-        gt_boxes = gt_instances(boxes).gt_boxes
-        matched, labels = rpn._label_anchors(anchors, gt_boxes, (SIZE, SIZE))
-        want, want_gt = oracle_labels(anchors.tensor.numpy(), gt_boxes.tensor.numpy(), SIZE,
-                                      SIZE, min_iou)
-        np.testing.assert_array_equal(labels.numpy(), want)
-        pos = want == 1
-        if len(boxes) > 1:  # the matched GT of a positive is its best GT
-            np.testing.assert_array_equal(matched.numpy()[pos], want_gt[pos])
-        return labels
+    def check(self, boxes, rpn=None, min_iou=0.0, ratios=rpn_oracle.PAPER_RATIOS):
+        return compare(rpn or self.rpn, boxes, min_iou=min_iou, ratios=ratios)[0]
 
     def test_walkthrough_boxes(self):
         self.check([[100.0, 120, 300, 380], [420, 400, 700, 760], [40, 500, 180, 640],
                     [0, 0, 60, 90]])
 
     def test_random_boxes_of_all_sizes_including_border_ones(self):
-        # Square anchors: translated anchors that contain a box tie exactly in float32 and
-        # float64 alike (the 9 anchors' sqrt(2) sides make such ties depend on rounding).
-        rpn = build_rpn(*SQUARE)
-        g = np.random.default_rng(0)
-        for _ in range(5):
-            n = int(g.integers(1, 8))
-            xy = g.uniform(-50, SIZE, size=(n, 2))
-            wh = np.exp(g.uniform(np.log(4), np.log(600), size=(n, 2)))
-            boxes = np.clip(np.concatenate([xy, xy + wh], 1), 0, SIZE).round(1)
-            boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-            self.check(boxes.tolist(), rpn=rpn)
+        # Square anchors (integer corners) and the paper's 9 (sqrt(2) sides: the ties between
+        # shapes hold only up to rounding, see TestPaperRule).
+        for rpn, ratios in ((build_rpn(*SQUARE), (1.0,)), (self.rpn, rpn_oracle.PAPER_RATIOS)):
+            g = np.random.default_rng(0)
+            for _ in range(5):
+                n = int(g.integers(1, 8))
+                xy = g.uniform(-50, SIZE, size=(n, 2))
+                wh = np.exp(g.uniform(np.log(4), np.log(600), size=(n, 2)))
+                boxes = np.clip(np.concatenate([xy, xy + wh], 1), 0, SIZE).round(1)
+                boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+                self.check(boxes.tolist(), rpn=rpn, ratios=ratios)
 
     def test_legacy_rule_below_zero(self):
         rpn = build_rpn("MODEL.RPN.BEST_ANCHOR_MIN_IOU", "-1.0")
         self.check([[0.0, 0, 6, 6], [300, 300, 420, 460]], rpn=rpn, min_iou=-1.0)
+
+
+def containing_anchors(gt, size=128.0, ratios=rpn_oracle.PAPER_RATIOS, stride=16, offset=0.5):
+    """By hand: how many anchors of one ``size`` (per ratio) contain the box ``gt``. An anchor of
+    half sides (hw, hh) centred at (cx, cy) on the grid contains it when
+    cx - hw <= x1 and cx + hw >= x2 (the same in y), i.e. cx in [x2 - hw, x1 + hw]."""
+    x1, y1, x2, y2 = gt
+
+    def on_grid(lo, hi):  # grid centres (k + offset) * stride in [lo, hi]
+        return max(0, math.floor(hi / stride - offset) - math.ceil(lo / stride - offset) + 1)
+
+    counts = []
+    for r in ratios:
+        hw, hh = size / math.sqrt(r) / 2, size * math.sqrt(r) / 2
+        counts.append(on_grid(x2 - hw, x1 + hw) * on_grid(y2 - hh, y1 + hh))
+    return counts
+
+
+class TestPaperRule(unittest.TestCase):
+    """The paper's 9 anchors at 800 x 800, 600 x 1000 and 1000 x 600 (H x W): FRCNNRPN's labels
+    equal the oracle's element by element."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rpn = build_rpn()
+
+    def compare(self, boxes, size):
+        return compare(self.rpn, boxes, size)
+
+    def test_inside_counts(self):
+        # 600 and 1000 are 8 mod 16: the 128-px anchors centred 64 px from the right or bottom
+        # border end exactly on it, and are inside (800 is 0 mod 16: no anchor is flush)
+        want = {(800, 800): 8940, (600, 1000): 8044, (1000, 600): 8044}
+        for size in PAPER_SIZES:
+            anchors = rpn_oracle.paper_anchors(*grid(*size))
+            inside = rpn_oracle.inside_image(anchors, *size)
+            self.assertEqual(int(inside.sum()), want[size], size)
+            ours, _ = self.compare([], size)  # no GT: every inside anchor is negative
+            self.assertEqual(int((ours == 0).sum()), want[size], size)
+            self.assertEqual(int((ours == 1).sum()), 0)
+            np.testing.assert_array_equal(ours == 0, inside)
+            # the mask the RPN (and the stage-by-stage trace) uses
+            mask = self.rpn.anchors_inside_image(anchors_of(self.rpn, size), size, 0)
+            np.testing.assert_array_equal(mask.numpy(), inside)
+        # the flush ones: 188 more than a strict x2 < W, y2 < H would keep
+        anchors = rpn_oracle.paper_anchors(*grid(600, 1000))
+        strict = ((anchors[:, :2] >= 0).all(1) & (anchors[:, 2] < 1000) & (anchors[:, 3] < 600))
+        self.assertEqual(8044 - int(strict.sum()), 188)
+
+    def test_boundary_thresh_is_a_margin_on_every_side(self):
+        rpn = build_rpn("MODEL.RPN.BOUNDARY_THRESH", "20")
+        for size in PAPER_SIZES:
+            h, w = size
+            _, labels = rpn._label_anchors(anchors_of(rpn, size), gt_instances([], size).gt_boxes,
+                                           size)
+            # the image grown by 20 px on every side, i.e. anchors shifted by (20, 20)
+            shifted = rpn_oracle.paper_anchors(*grid(*size)) + 20.0
+            want = rpn_oracle.inside_image(shifted, h + 40, w + 40)
+            np.testing.assert_array_equal(labels.numpy() == 0, want)
+
+    def test_gts_flush_with_each_border(self):
+        for h, w in PAPER_SIZES:
+            boxes = [
+                [0.0, 200, 100, 300],  # left
+                [300, 0, 420, 90],  # top
+                [w - 100, 400, w, 480],  # right
+                [500, h - 60, 640, h],  # bottom
+                [w - 250, h - 180, w, h],  # bottom right corner
+            ]
+            ours, _ = self.compare(boxes, (h, w))
+            self.assertGreater(int((ours == 1).sum()), 0)
+            for box in boxes:  # each one alone has a positive
+                ours, _ = self.compare([box], (h, w))
+                self.assertGreater(int((ours == 1).sum()), 0, (h, w, box))
+
+    def test_gts_equal_to_anchors_of_each_shape(self):
+        for size in PAPER_SIZES:
+            h, w = size
+            anchors = rpn_oracle.paper_anchors(*grid(*size))
+            inside = np.flatnonzero(rpn_oracle.inside_image(anchors, h, w))
+            picks = []
+            for k in range(6):  # 128 and 256 px, ratios 0.5, 1, 2 (sizes outer, ratios inner)
+                shape = inside[inside % 9 == k]
+                # the inside anchor of that shape nearest the bottom-right corner, and one near
+                # the centre
+                far = shape[np.argmax(anchors[shape, 2] + anchors[shape, 3])]
+                centre = shape[np.argmin(np.abs(anchors[shape, :2] + anchors[shape, 2:]
+                                                - [w, h]).sum(1))]
+                picks += [far, centre]
+            for i in picks:
+                box = anchors[i].astype(np.float32).tolist()  # the GT the plugin gets
+                ours, want = self.compare([box], size)
+                self.assertEqual((ours[i], want[i]), (1, 1), (size, anchors[i]))
+
+    def test_gt_equal_to_the_flush_anchor_is_positive(self):
+        # [872, 8, 1000, 136]: the 128 x 128 anchor centred at (936, 72) = (16 * 58 + 8, 16 * 4
+        # + 8), flush with the right border of the 600 x 1000 input
+        anchors = rpn_oracle.paper_anchors(*grid(600, 1000))
+        index = 9 * (4 * 62 + 58) + 1  # location (row 4, column 58); size 128, ratio 1
+        self.assertEqual(anchors[index].tolist(), [872.0, 8.0, 1000.0, 136.0])
+        ours, want = self.compare([[872.0, 8, 1000, 136]], (600, 1000))
+        self.assertEqual((ours[index], want[index]), (1, 1))
+        # the same mirrored at 1000 x 600: [8, 872, 136, 1000], flush with the bottom
+        anchors = rpn_oracle.paper_anchors(*grid(1000, 600))
+        index = 9 * (58 * 37 + 4) + 1
+        self.assertEqual(anchors[index].tolist(), [8.0, 872.0, 136.0, 1000.0])
+        ours, want = self.compare([[8.0, 872, 136, 1000]], (1000, 600))
+        self.assertEqual((ours[index], want[index]), (1, 1))
+
+    def test_small_gts_tie_across_the_three_shapes(self):
+        # Inside a 128-px anchor of any ratio, a small GT's IoU is its area / 128^2 (the same
+        # for the three shapes in exact arithmetic); every other anchor has a lower IoU. So its
+        # best anchors are all the 128-px anchors that contain it.
+        for gt in ([400.0, 300, 420, 320], [400.0, 302, 430, 332], [213.0, 245, 233, 265]):
+            per_shape = containing_anchors(gt)
+            self.assertGreater(min(per_shape), 0)
+            for size in PAPER_SIZES:
+                ours, want = self.compare([gt], size)
+                self.assertEqual(int((want == 1).sum()), sum(per_shape), (gt, size))
+                self.assertEqual(int((ours == 1).sum()), sum(per_shape), (gt, size))
+        # the review's figures: 7 * 7 + 10 * 5 + 5 * 10 and 6 * 6 + 4 * 10 + 10 * 4
+        self.assertEqual(sum(containing_anchors([400.0, 300, 420, 320])), 149)
+        self.assertEqual(sum(containing_anchors([400.0, 302, 430, 332])), 116)
+
+    def test_zero_area_gt_makes_no_positive(self):
+        for size in PAPER_SIZES:
+            empty, _ = self.compare([], size)
+            for zero in ([400.0, 300, 400, 340], [400.0, 300, 460, 300], [400.0, 300, 400, 300]):
+                ours, _ = self.compare([zero], size)
+                np.testing.assert_array_equal(ours, empty)  # all inside anchors negative
+                # beside another GT, the positives are that GT's only
+                other, _ = self.compare([[100.0, 100, 300, 260]], size)
+                ours, _ = self.compare([zero, [100.0, 100, 300, 260]], size)
+                np.testing.assert_array_equal(ours == 1, other == 1)
 
 
 class TestCornerCases(unittest.TestCase):
@@ -130,7 +267,7 @@ class TestCornerCases(unittest.TestCase):
         # The smallest inside anchors nearest the corner start at x0 = 8 (128 x 128),
         # 13.5 (181 x 91) and 10.7 (91 x 181) px: none overlaps [0, 0, 6, 6] (IoU 0).
         rpn, anchors, _, labels = self.labels([[0.0, 0, 6, 6]])
-        inside = anchors.inside_box((SIZE, SIZE), 0)
+        inside = rpn_oracle.inside_image(rpn_oracle.paper_anchors(*grid(SIZE, SIZE)), SIZE, SIZE)
         self.assertEqual(int(inside.sum()), 8940)
         self.assertEqual(int((labels == 1).sum()), 0)
         self.assertEqual(int((labels == 0).sum()), 8940)  # all IoU 0 < 0.3
@@ -196,6 +333,35 @@ class TestCornerCases(unittest.TestCase):
 
 
 class TestMatcher(unittest.TestCase):
+    def test_ties_within_the_relative_tolerance(self):
+        self.assertEqual(BestAnchorMatcher.TIE_RTOL, rpn_oracle.TIE_RTOL)
+        m = BestAnchorMatcher([0.3, 0.7], [0, -1, 1], True, min_iou=0.0)
+        best = 0.5
+        iou = torch.tensor([[best, best * (1 - 1e-6), best * (1 - 1e-3), 0.1]],
+                           dtype=torch.float64)
+        # a relative 1e-6 below the best is a tie, 1e-3 below is not (0.4995: ignored)
+        self.assertEqual(m(iou)[1].tolist(), [1, 1, -1, 0])
+        # float32: the anchors' rounding
+        self.assertEqual(m(iou.float())[1].tolist(), [1, 1, -1, 0])
+
+    def test_rows_below_the_floor_are_not_promoted_even_within_the_tolerance(self):
+        m = BestAnchorMatcher([0.3, 0.7], [0, -1, 1], True, min_iou=0.1)
+        iou = torch.tensor([[0.1, 0.1 * (1 - 1e-6), 0.05], [0.0, 0.0, 0.25]])
+        self.assertEqual(m(iou)[1].tolist(), [0, 0, 1])
+
+    def test_negative_floor_is_the_literal_rule_on_every_row(self):
+        m = BestAnchorMatcher([0.3, 0.7], [0, -1, 1], True, min_iou=-1.0)
+        self.assertEqual(m(torch.zeros(1, 4))[1].tolist(), [1, 1, 1, 1])  # all tie at 0
+        iou = torch.tensor([[0.2, 0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+        self.assertEqual(m(iou)[1].tolist(), [1, 1, 1, 1])
+        m = BestAnchorMatcher([0.3, 0.7], [0, -1, 1], True, min_iou=0.0)
+        self.assertEqual(m(iou)[1].tolist(), [1, 0, 0, 0])
+
+    def test_no_gt_and_no_prediction(self):
+        m = BestAnchorMatcher([0.3, 0.7], [0, -1, 1], True, min_iou=0.0)
+        self.assertEqual(m(torch.zeros(0, 3))[1].tolist(), [0, 0, 0])
+        self.assertEqual(m(torch.zeros(2, 0))[1].tolist(), [])
+
     def test_rows_below_the_floor_are_not_promoted(self):
         m = BestAnchorMatcher([0.3, 0.7], [0, -1, 1], True, min_iou=0.0)
         iou = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.5, 0.5]])

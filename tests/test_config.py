@@ -84,6 +84,31 @@ class TestAnchorSizesCheck(unittest.TestCase):
                 validate_frcnn_config(cfg)
 
 
+class TestRPNSamplerCheck(unittest.TestCase):
+    """MODEL.RPN.SAMPLER.NAME: a sampler that needs losses (OHEMSampler) is refused up front."""
+
+    def test_ohem_for_the_rpn_is_refused_with_the_other_errors(self):
+        cfg = load_config("vgg16_frcnn.yaml", "MODEL.RPN.SAMPLER.NAME", "OHEMSampler",
+                          "MODEL.RPN.NMS_THRESH", "0.0")
+        with self.assertRaises(ConfigError) as ctx:
+            validate_frcnn_config(cfg)
+        message = str(ctx.exception)
+        self.assertIn("2 problems", message)  # listed beside the other bad value
+        self.assertIn("MODEL.RPN.NMS_THRESH=0.0", message)
+        line = [x for x in message.splitlines() if "MODEL.RPN.SAMPLER.NAME" in x][0]
+        self.assertIn("MODEL.RPN.SAMPLER.NAME='OHEMSampler'", line)
+        allowed = line.split("allowed:", 1)[1]
+        self.assertIn("'BalancedRandomSampler'", allowed)
+        self.assertNotIn("OHEMSampler", allowed)
+
+    def test_ohem_in_the_roi_heads_and_unread_rpn_key_pass(self):
+        validate_frcnn_config(load_config("vgg16_frcnn.yaml", "MODEL.ROI_HEADS.SAMPLER.NAME",
+                                          "OHEMSampler"))
+        # detectron2's RPN does not read MODEL.RPN.SAMPLER
+        validate_frcnn_config(load_config("vgg16_frcnn_d2_heads.yaml", "MODEL.RPN.SAMPLER.NAME",
+                                          "OHEMSampler"))
+
+
 class TestConfigErrors(unittest.TestCase):
     """config_errors: what components reject while they are built becomes a ConfigError."""
 

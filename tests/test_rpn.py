@@ -2,6 +2,7 @@
 geometry (50x50 features; random, cheap features with 64 channels instead of a VGG forward)."""
 import unittest
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -18,7 +19,14 @@ from frcnn_plugin.modeling.rpn import (
     flatten_rpn_outputs,
     resize_scale,
 )
-from frcnn_plugin.modeling.sampling import FRCNN_SAMPLER_REGISTRY, BalancedRandomSampler
+from frcnn_plugin.cli import ConfigError
+from frcnn_plugin.modeling.sampling import (
+    FRCNN_SAMPLER_REGISTRY,
+    BalancedRandomSampler,
+    OHEMSampler,
+    build_sampler,
+)
+from tests import rpn_oracle
 from tests.conftest import load_config
 
 SHAPE = {"conv5": ShapeSpec(channels=64, stride=16)}
@@ -40,21 +48,18 @@ def walkthrough_inputs(original=(800, 800), boxes=GT_BOXES):
 
 
 def expected_labels(anchors, gt_boxes, size=(800, 800)):
-    """The paper's rule, written out: only anchors fully inside take part; 1 if IoU >= 0.7 or
-    the best inside anchor of a GT (ties included) that overlaps it; 0 if max IoU < 0.3; -1
-    otherwise. (tests/test_anchor_targets.py has an independent NumPy oracle.)"""
-    t = anchors.tensor
-    inside = (t[:, 0] >= 0) & (t[:, 1] >= 0) & (t[:, 2] <= size[1]) & (t[:, 3] <= size[0])
-    iou = pairwise_iou(gt_boxes, anchors)
-    iou[:, ~inside] = -1.0
-    best_iou = iou.max(dim=0).values
-    labels = torch.full((len(anchors),), -1, dtype=torch.int8)
-    labels[inside & (best_iou < 0.3)] = 0
-    labels[inside & (best_iou >= 0.7)] = 1
-    for row in iou:
-        if row.max() > 0:
-            labels[row == row.max()] = 1
-    return labels, inside
+    """The paper's rule from the independent float64 oracle (:mod:`tests.rpn_oracle`: its own
+    anchors, continuous inside test, IoU and tie rule), checked to describe the same anchors.
+
+    Returns:
+        (labels (R,) int8 tensor, inside (R,) bool tensor).
+    """
+    height, width = size
+    ours = rpn_oracle.paper_anchors(height // 16, width // 16)
+    np.testing.assert_allclose(anchors.tensor.numpy(), ours, rtol=0, atol=1e-3)
+    labels = rpn_oracle.rpn_labels(ours, gt_boxes.tensor.numpy(), height, width)
+    inside = rpn_oracle.inside_image(ours, height, width)
+    return torch.from_numpy(labels).to(torch.int8), torch.from_numpy(inside)
 
 
 class TestWalkThroughRPN(unittest.TestCase):
@@ -329,6 +334,31 @@ class TestHeadsAndOptions(unittest.TestCase):
         anchors = rpn.anchor_generator([features["conv5"]])
         (labels,), _ = rpn.label_and_sample_anchors(anchors, [gt])
         self.assertEqual((int((labels == 1).sum()), int((labels == 0).sum())), (1, 3))
+
+    def test_samplers_that_need_losses_are_refused(self):
+        # OHEMSampler returns every labelled anchor and leaves the mining by loss to the ROI
+        # heads; the RPN has no such step, so it would train on all ~9 000 labelled anchors.
+        with self.assertRaises(ConfigError) as ctx:
+            build_rpn("MODEL.RPN.SAMPLER.NAME", "OHEMSampler")
+        message = str(ctx.exception)
+        self.assertIn("MODEL.RPN.SAMPLER.NAME='OHEMSampler'", message)
+        allowed = message.split("allowed:", 1)[1]
+        self.assertIn("'BalancedRandomSampler'", allowed)
+        self.assertNotIn("OHEMSampler", allowed)
+
+        # also when the object is given directly (Python configs), and for any such sampler
+        class LossMiner(BalancedRandomSampler):
+            needs_losses = True
+
+        kwargs = FRCNNRPN.from_config(load_config("vgg16_frcnn.yaml"), SHAPE)
+        for sampler in (OHEMSampler(batch_size_per_image=256),
+                        LossMiner(batch_size_per_image=256, positive_fraction=0.5)):
+            kwargs["sampler"] = sampler
+            with self.assertRaisesRegex(ConfigError, "MODEL.RPN.SAMPLER.NAME='{}'.*allowed".format(
+                    type(sampler).__name__)):
+                FRCNNRPN(**kwargs)
+        kwargs["sampler"] = build_sampler(batch_size_per_image=256, positive_fraction=0.5)
+        self.assertIs(FRCNNRPN(**kwargs).sampler, kwargs["sampler"])
 
     def test_softmax_head_with_detectron2_rpn_is_a_clear_error(self):
         from detectron2.modeling.proposal_generator.rpn import RPN

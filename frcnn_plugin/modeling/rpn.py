@@ -42,7 +42,7 @@ from detectron2.utils.events import get_event_storage
 
 from ..cli import ConfigError
 from .matcher import BestAnchorMatcher
-from .sampling import build_sampler
+from .sampling import build_sampler, rpn_sampler_names
 
 __all__ = [
     "FRCNNRPN",
@@ -236,7 +236,8 @@ class FRCNNRPN(RPN):
         Args:
             sampler: object with ``sampler(labels) -> (pos_idx, neg_idx)`` for labels
                 -1 (ignore), 0 (negative), 1 (positive). None: a BalancedRandomSampler with
-                ``batch_size_per_image`` and ``positive_fraction``.
+                ``batch_size_per_image`` and ``positive_fraction``. A sampler with a true
+                ``needs_losses`` (OHEMSampler: ROI heads only) is refused with a ConfigError.
             loss_normalization (str): one of :data:`LOSS_NORMALIZATIONS`.
             loss_lambda (float): weight of the box term (the paper's lambda, 10) in the "paper"
                 and "positives" normalizations; "detectron2" ignores it.
@@ -292,6 +293,15 @@ class FRCNNRPN(RPN):
                 positive_fraction=self.positive_fraction,
                 bg_label=0,
             )
+        if getattr(sampler, "needs_losses", False):
+            # OHEMSampler & co. return every labelled example and rely on the ROI heads to mine
+            # the hardest by loss; the RPN has no such step and would train on all anchors.
+            raise ConfigError(
+                "MODEL.RPN.SAMPLER.NAME={!r} is invalid: it needs the per-example losses, which "
+                "only the ROI heads compute; allowed: {}".format(
+                    type(sampler).__name__, rpn_sampler_names()
+                )
+            )
         self.sampler = sampler
         self.loss_normalization = loss_normalization
         self.loss_lambda = float(loss_lambda)
@@ -330,17 +340,33 @@ class FRCNNRPN(RPN):
         label.scatter_(0, neg_idx, 0)
         return label
 
+    @staticmethod
+    def anchors_inside_image(
+        anchors: Boxes, image_size: Tuple[int, int], boundary_thresh: float = 0
+    ) -> torch.Tensor:
+        """(R,) bool mask of the anchors that take part in training: boxes are in continuous
+        coordinates, the image spans ``[0, W] x [0, H]``, so inside means ``x1 >= -t``,
+        ``y1 >= -t``, ``x2 <= W + t``, ``y2 <= H + t`` (t = ``boundary_thresh``). Unlike
+        detectron2's ``Boxes.inside_box`` (strict ``x2 < W + t``), an anchor flush with the
+        right or bottom border is inside, as in py-faster-rcnn (whose ``x2 < W`` is on
+        inclusive pixel indices)."""
+        t, (h, w), box = boundary_thresh, image_size, anchors.tensor
+        return (box[:, 0] >= -t) & (box[:, 1] >= -t) & (box[:, 2] <= w + t) & (box[:, 3] <= h + t)
+
     @torch.no_grad()
     def _label_anchors(
         self, anchors: Boxes, gt_boxes: Boxes, image_size: Tuple[int, int]
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Match anchors with GT boxes (no sampling).
 
-        With ``anchor_boundary_thresh >= 0`` only the anchors inside the image (up to that
-        margin) are matched; the others get label -1. Among the matched anchors: 1 if the
-        IoU with some GT >= the high threshold (0.7) or the anchor is a GT's best (ties
-        included) with an IoU above ``anchor_matcher.min_iou``, 0 if the max IoU < the low
-        threshold (0.3), -1 otherwise.
+        With ``anchor_boundary_thresh`` ``t >= 0`` only the anchors inside the image (up to
+        that margin, :meth:`anchors_inside_image`: ``x1 >= -t, y1 >= -t, x2 <= W + t,
+        y2 <= H + t``, so an anchor flush with the right or bottom border is inside) are
+        matched; the others get label -1.
+        Among the matched anchors: 1 if the IoU with some GT >= the high threshold (0.7) or
+        the anchor is a GT's best (ties within :attr:`BestAnchorMatcher.TIE_RTOL` included)
+        with an IoU above ``anchor_matcher.min_iou``, 0 if the max IoU < the low threshold
+        (0.3), -1 otherwise.
 
         Returns:
             matched_idxs (Tensor): (R,) int64, index of the matched GT (0 where unmatched).
@@ -348,7 +374,9 @@ class FRCNNRPN(RPN):
         """
         num_anchors, device = len(anchors), anchors.tensor.device
         if self.anchor_boundary_thresh >= 0:
-            inside = anchors.inside_box(image_size, self.anchor_boundary_thresh)
+            # not Boxes.inside_box: its strict x2 < W would drop the anchors flush with the
+            # right or bottom border (whenever W or H is 8 mod 16 with the paper's anchors)
+            inside = self.anchors_inside_image(anchors, image_size, self.anchor_boundary_thresh)
         else:
             inside = torch.ones(num_anchors, dtype=torch.bool, device=device)
         inside_idx = nonzero_tuple(inside)[0]
@@ -483,10 +511,30 @@ class FRCNNRPN(RPN):
             assert gt_instances is not None, "RPN requires gt_instances in training!"
             gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
             losses = self.losses(anchors, logits, gt_labels, deltas, gt_boxes)
+            losses = self.nonfinite_outputs_to_losses(losses, logits + deltas)
         proposals = self.predict_proposals(
             anchors, logits, deltas, images.image_sizes, self.min_box_sizes(images)
         )
         return proposals, losses
+
+    @staticmethod
+    def nonfinite_outputs_to_losses(
+        losses: Dict[str, torch.Tensor], outputs: List[torch.Tensor]
+    ) -> Dict[str, torch.Tensor]:
+        """In training, a non-finite RPN output (a NaN or Inf pixel, or diverged weights) makes
+        every RPN loss term NaN, so that the trainer's non-finite-loss policy
+        (``SOLVER.NONFINITE_LOSS``: "error" stops naming the terms, "skip" skips the step)
+        decides, instead of an exception from inside the forward pass (detectron2's RPN
+        raises ``FloatingPointError`` there, which no policy can catch). The loss of sampled
+        anchors alone may miss such an output, while its gradient would still reach every
+        weight of the backbone. No device-to-host copy: finite outputs add an exact 0.
+        """
+        if not losses or not outputs:
+            return losses
+        finite = torch.stack([torch.isfinite(x).all() for x in outputs]).all()
+        first = next(iter(losses.values()))
+        offset = torch.where(finite, first.new_zeros(()), first.new_full((), float("nan")))
+        return {k: v + offset for k, v in losses.items()}
 
     # ----------------------------------------------------------------------------- proposals
     @staticmethod
@@ -521,9 +569,12 @@ class FRCNNRPN(RPN):
         )
 
         def run(pre_nms_topk):
+            # training=False: non-finite boxes are dropped, never raised; in training forward()
+            # turns them into non-finite losses for the trainer's policy
+            # (see nonfinite_outputs_to_losses)
             return find(
                 proposals, scores, [image_size], self.nms_thresh, pre_nms_topk, post, min_size,
-                self.training,
+                False,
             )
 
         prefix = self.NMS_PREFIX_FACTOR * post

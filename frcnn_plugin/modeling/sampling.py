@@ -21,7 +21,13 @@ from detectron2.utils.registry import Registry
 
 from ..cli import ConfigError
 
-__all__ = ["FRCNN_SAMPLER_REGISTRY", "BalancedRandomSampler", "OHEMSampler", "build_sampler"]
+__all__ = [
+    "FRCNN_SAMPLER_REGISTRY",
+    "BalancedRandomSampler",
+    "OHEMSampler",
+    "build_sampler",
+    "rpn_sampler_names",
+]
 
 FRCNN_SAMPLER_REGISTRY = Registry("FRCNN_SAMPLER")
 FRCNN_SAMPLER_REGISTRY.__doc__ = """
@@ -133,7 +139,8 @@ class BalancedRandomSampler:
 
 @FRCNN_SAMPLER_REGISTRY.register()
 class OHEMSampler:
-    """Online hard example mining (Shrivastava et al., 2016) for the ROI heads.
+    """Online hard example mining (Shrivastava et al., 2016) for the ROI heads (only: the RPN
+    has no loss-mining step and refuses a sampler with ``needs_losses``).
 
     In two steps: called with the labels (as every sampler), it returns **all** labelled
     proposals as candidates (foreground and background; -1 stays out). The ROI heads
@@ -227,3 +234,12 @@ def build_sampler(spec: Optional[Mapping] = None, **kwargs):
             )
         )
     return FRCNN_SAMPLER_REGISTRY.get(name)(**args)
+
+
+def rpn_sampler_names():
+    """Sorted names of the registered samplers the RPN can use: those without a true
+    ``needs_losses`` (a sampler that mines by loss, as :class:`OHEMSampler`, works only in the
+    ROI heads, which compute the per-example losses)."""
+    return sorted(
+        name for name, obj in FRCNN_SAMPLER_REGISTRY if not getattr(obj, "needs_losses", False)
+    )

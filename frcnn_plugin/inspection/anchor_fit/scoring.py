@@ -26,6 +26,8 @@ from detectron2.structures import Boxes, pairwise_iou
 
 from ...config_checks import config_errors
 from ...modeling.anchor_generator import per_level_lists
+from ...modeling.matcher import BestAnchorMatcher
+from ...modeling.rpn import FRCNNRPN
 
 __all__ = ["MID_IOU", "AnchorSpec", "FitStats", "AnchorFitter"]
 
@@ -190,8 +192,9 @@ class AnchorFitter:
         """The anchors that take part in training for an image of ``image_size``."""
         feats = [torch.empty((1, 0) + g) for g in self.grid_sizes(image_size)]
         anchors = Boxes.cat(generator(feats))
-        if self.boundary_thresh >= 0:
-            anchors = anchors[anchors.inside_box(image_size, self.boundary_thresh)]
+        if self.boundary_thresh >= 0:  # the RPN's rule: flush with the border is inside
+            anchors = anchors[FRCNNRPN.anchors_inside_image(anchors, image_size,
+                                                            self.boundary_thresh)]
         return anchors
 
     def evaluate(self, spec: AnchorSpec, gts) -> FitStats:
@@ -210,7 +213,9 @@ class AnchorFitter:
                 continue
             iou = pairwise_iou(gt, anchors)
             b = iou.max(dim=1).values
-            pos = (iou >= self.thresholds[1]) | ((iou == b[:, None]) & (b[:, None] > 0))
+            # the RPN's rule (BestAnchorMatcher): ties within a relative tolerance
+            tied = iou >= (b * (1.0 - BestAnchorMatcher.TIE_RTOL))[:, None]
+            pos = (iou >= self.thresholds[1]) | (tied & (b[:, None] > 0))
             best.append(b.numpy().astype(np.float64))
             positives.append(pos.sum(dim=1).numpy())
         if not best:

@@ -254,7 +254,13 @@ def _anchor_stages(trace, generator, features, images, pg):
         features=list(trace.anchor_features),
     )
     thresh = getattr(pg, "anchor_boundary_thresh", -1) if pg is not None else -1
-    trace.inside = Boxes.cat(anchors).inside_box(images.image_sizes[0], max(thresh, 0))
+    # the RPN's own rule where it has one (FRCNNRPN: anchors flush with the border are inside),
+    # else detectron2's Boxes.inside_box, which its RPN uses
+    inside_image = getattr(pg, "anchors_inside_image", None)
+    if inside_image is not None:
+        trace.inside = inside_image(Boxes.cat(anchors), images.image_sizes[0], max(thresh, 0))
+    else:
+        trace.inside = Boxes.cat(anchors).inside_box(images.image_sizes[0], max(thresh, 0))
     trace.add("anchors_inside", int(trace.inside.sum()), boundary_thresh=thresh)
 
 
