@@ -133,11 +133,10 @@ class TestTool(unittest.TestCase):
         """The retrained-free evaluation rebuilds the model with the keys and loads the trained
         weights: with the keys' own values it must give the base evaluation's AP exactly."""
         from frcnn_plugin.benchmark.accuracy import train_and_evaluate
-        from frcnn_plugin.data.checks import load_train_dataset_dicts
 
         cfg = load_config("vgg16_frcnn_shapes_demo.yaml", *TINY)
         result = train_and_evaluate(
-            cfg, "plugin", load_train_dataset_dicts(cfg), seed=0, output_dir=self.out,
+            cfg, "plugin", seed=0, output_dir=self.out,
             test_variants={"same": {"MODEL.ROI_HEADS.NMS_THRESH_TEST":
                                     cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST}})
         # (json: NaN, e.g. the AP of an absent size, compares equal to itself)
@@ -255,3 +254,70 @@ def test_bad_config_value_is_one_error_before_any_run(tmp_path):
             "--seeds", "1", "--switches", "", "--peers", "", "--out-dir", str(out),
             "MODEL.ROI_BOX_HEAD.PREDICTOR_INIT", "kaiming"])
     assert not out.exists()  # nothing written
+
+
+# ------------------------------------------------------- the rows train as tools/train_net.py
+@pytest.mark.usefixtures("tiny_shapes", "one_thread")
+def test_plugin_row_is_train_net_training(tmp_path):
+    """The ablation's plugin row is tools/train_net.py's training: with the same keys and
+    seed, the same losses in metrics.json, the same final weights and the same AP."""
+    import torch
+
+    keys = [*TINY, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "SOLVER.MAX_ITER", "3"]
+    train_net = load_tool("train_net")
+    ref = str(tmp_path / "train_net")
+    ref_results = train_net.main(train_net.argument_parser().parse_args(
+        ["--config-file", DEMO, "OUTPUT_DIR", ref, "SEED", "0", *keys]))
+    out = str(tmp_path / "ablation")
+    results = load_tool("ablate_accuracy").main(
+        ["--config-file", DEMO, "--seeds", "1", "--switches", "", "--peers", "", "--out-dir",
+         out, *keys])
+    run = results["plugin|0"]
+    assert run["output_dir"] == os.path.join(out, "runs", "plugin_0")
+
+    def losses(folder):
+        with open(os.path.join(folder, "metrics.json")) as f:
+            rows = [json.loads(line) for line in f]
+        return [{k: v for k, v in r.items() if "loss" in k or k == "iteration"}
+                for r in rows if "total_loss" in r]
+
+    assert losses(ref) and losses(ref) == losses(run["output_dir"])
+    assert run["last_losses"] and set(run["last_losses"]) < set(losses(ref)[-1])
+
+    def weights(folder):
+        return torch.load(os.path.join(folder, "model_final.pth"), map_location="cpu",
+                          weights_only=False)["model"]
+
+    a, b = weights(ref), weights(run["output_dir"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.dumps(ref_results["bbox"], sort_keys=True) == json.dumps(run["bbox"],
+                                                                         sort_keys=True)
+
+
+@pytest.mark.usefixtures("tiny_shapes", "one_thread")
+def test_every_kind_trains_on_the_same_images(tmp_path):
+    """Whatever the model, the trainer leaves the random generators as tools/train_net.py's
+    does after building the plugin's model, so every kind trains on the same images in the
+    same order with the same augmentations (the boxes after the random flip)."""
+    import numpy as np
+    import torch
+    from frcnn_plugin.benchmark.accuracy import benchmark_config, build_benchmark_trainer
+
+    seen = {}
+    for kind, init in [("plugin", "copied"), ("torchvision", "own"), ("torchvision", "copied"),
+                       ("d2", "copied")]:
+        cfg = benchmark_config(_tiny_cfg(), seed=3, evaluate=False,
+                               output_dir=str(tmp_path / kind / init))
+        trainer = build_benchmark_trainer(cfg, kind, init=init)
+        assert trainer.model_info["kind"] == kind
+        state = (torch.get_rng_state(), np.random.get_state()[1])
+        batches = []
+        trainer.model.register_forward_pre_hook(lambda m, args: batches.append(
+            [(x["file_name"], x["instances"].gt_boxes.tensor.tolist()) for x in args[0]]))
+        trainer.train()
+        assert len(batches) == 2 and trainer.clock.seconds > 0
+        seen[kind, init] = state, batches
+    (ref_torch, ref_np), ref_batches = seen["plugin", "copied"]
+    for key, ((torch_state, np_state), batches) in seen.items():
+        assert torch.equal(torch_state, ref_torch) and (np_state == ref_np).all(), key
+        assert batches == ref_batches, key

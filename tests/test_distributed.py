@@ -165,3 +165,127 @@ class TestTwoProcessTraining(unittest.TestCase):
         with open(os.path.join(self.out, "eval_results.json")) as f:
             self.assertIn("AP50", json.load(f)["bbox"])
         self.assertTrue(os.path.isfile(os.path.join(self.out, "model_final.pth")))
+
+
+class TestHookOrder(unittest.TestCase):
+    """``add_plugin_hooks`` in a multi-process job: the guard first, the replica check after
+    the hooks that change or save a step's weights (LR scheduler, checkpointer), before the
+    evaluation and the writers, on the main process (which has the checkpointer and writers)
+    and on the others."""
+
+    def order(self, hooks, world_size=2):
+        from unittest import mock
+
+        from frcnn_plugin.engine.hooks import ReplicaSyncCheck
+        from frcnn_plugin.engine.train_loop import NonFiniteLossGuard
+        from frcnn_plugin.engine.trainer import add_plugin_hooks
+
+        with mock.patch("frcnn_plugin.engine.trainer.comm.get_world_size",
+                        return_value=world_size):
+            out = add_plugin_hooks(None, hooks, NonFiniteLossGuard(), sync_check_period=5)
+        assert sum(isinstance(h, ReplicaSyncCheck) for h in out) == (world_size > 1)
+        return [type(h).__name__ if h is not None else None for h in out]
+
+    def test_after_the_checkpointer_before_evaluation_and_writers(self):
+        import torch
+        from detectron2.checkpoint import DetectionCheckpointer
+        from detectron2.engine import hooks
+
+        def default_trainer_hooks(main_process):  # DefaultTrainer.build_hooks' list
+            ret = [hooks.IterationTimer(), hooks.LRScheduler(), None]  # None: no PreciseBN
+            if main_process:
+                ret.append(hooks.PeriodicCheckpointer(
+                    DetectionCheckpointer(torch.nn.Linear(1, 1)), 100))
+            ret.append(hooks.EvalHook(0, dict))
+            if main_process:
+                ret.append(hooks.PeriodicWriter([]))
+            return ret
+
+        self.assertEqual(self.order(default_trainer_hooks(True)), [
+            "NonFiniteLossGuard", "IterationTimer", "LRScheduler", None, "PeriodicCheckpointer",
+            "ReplicaSyncCheck", "EvalHook", "PeriodicWriter"])
+        self.assertEqual(self.order(default_trainer_hooks(False)), [
+            "NonFiniteLossGuard", "IterationTimer", "LRScheduler", "ReplicaSyncCheck", None,
+            "EvalHook"])
+        self.assertEqual(self.order(default_trainer_hooks(True), world_size=1), [
+            "NonFiniteLossGuard", "IterationTimer", "LRScheduler", None, "PeriodicCheckpointer",
+            "EvalHook", "PeriodicWriter"])
+
+
+class TestLaunchPath(unittest.TestCase):
+    """Which launcher starts CPU processes: detectron2's own ``launch`` where it can (a worker
+    that picks GLOO without CUDA and ``comm.create_local_process_group``: upstream main), the
+    plugin's minimal worker otherwise (v0.6)."""
+
+    def test_capability_check(self):
+        from unittest import mock
+
+        import importlib
+
+        from detectron2.utils import comm
+
+        launch_module = importlib.import_module("frcnn_plugin.engine.launch")
+        d2_launch = importlib.import_module("detectron2.engine.launch")
+
+        def worker_with_gloo(has_gpu):
+            return "NCCL" if has_gpu else "GLOO"
+
+        def worker_nccl_only():
+            return "NCCL"
+
+        with mock.patch.object(comm, "create_local_process_group", create=True), \
+                mock.patch.object(d2_launch, "_distributed_worker", worker_with_gloo):
+            self.assertTrue(launch_module.detectron2_launches_cpu_processes())
+        with mock.patch.object(comm, "create_local_process_group", create=True), \
+                mock.patch.object(d2_launch, "_distributed_worker", worker_nccl_only):
+            self.assertFalse(launch_module.detectron2_launches_cpu_processes())
+        installed = launch_module.detectron2_launches_cpu_processes()
+        self.assertEqual(installed, "GLOO" in d2_launch._distributed_worker.__code__.co_consts)
+        if not hasattr(comm, "create_local_process_group"):  # v0.6
+            self.assertFalse(installed)
+
+    def test_cpu_job_through_detectron2_launch_where_it_can(self):
+        """Without CUDA and with a capable detectron2, detectron2's ``launch`` gets a picklable
+        per-process call that sets the threads, runs the function and waits for the others."""
+        import importlib
+        import pickle
+        from unittest import mock
+
+        launch_module = importlib.import_module("frcnn_plugin.engine.launch")
+
+        calls = []
+        with mock.patch.object(launch_module, "detectron2_launches_cpu_processes",
+                               return_value=True), \
+                mock.patch("torch.cuda.is_available", return_value=False), \
+                mock.patch("detectron2.engine.launch", lambda *a, **k: calls.append((a, k))):
+            launch_module.launch(fail_on_rank_1, 2, dist_url="auto", args=("x",))
+        (args, kwargs), = calls
+        self.assertIsInstance(args[0], launch_module._CPUProcessMain)
+        self.assertIs(pickle.loads(pickle.dumps(args[0])).main_func, fail_on_rank_1)
+        self.assertEqual((args[1], kwargs["args"]), (2, ("x",)))
+        self.assertTrue(kwargs["dist_url"].startswith("tcp://127.0.0.1:"))
+
+
+def test_default_trainer_wraps_cpu_models_without_device_ids_then_is_restored():
+    """Multi-process on CPUs only, and only while ``DefaultTrainer.__init__`` runs, detectron2's
+    ``create_ddp_model`` is called without ``device_ids``; afterwards (also after an error) it
+    is detectron2's own again."""
+    from unittest import mock
+
+    from detectron2.engine import defaults
+
+    from frcnn_plugin.engine import trainer as trainer_module
+
+    original = defaults.create_ddp_model
+    calls = []
+    with mock.patch.object(trainer_module, "create_ddp_model",
+                           lambda model, **kw: calls.append(kw) or model), \
+            mock.patch.object(trainer_module.comm, "get_world_size", return_value=2):
+        with trainer_module._cpu_ddp_in_default_trainer("cuda"):
+            assert defaults.create_ddp_model is original
+        with pytest.raises(ValueError, match="in __init__"):
+            with trainer_module._cpu_ddp_in_default_trainer("cpu"):
+                assert defaults.create_ddp_model("model", broadcast_buffers=False) == "model"
+                raise ValueError("in __init__")
+    assert defaults.create_ddp_model is original
+    assert calls == [{"broadcast_buffers": False, "device_ids": None}]

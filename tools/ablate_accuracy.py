@@ -6,8 +6,10 @@ budget, one switch at a time, mean ± std over seeds.
         --seeds 3 --out-dir output/ablation [--switches a,b] [--peers ...] \
         [--pretrained CKPT] [KEY VALUE ...]
 
-Every run trains one model for SOLVER.MAX_ITER iterations with the same data, order, schedule
-and optimizer, then evaluates COCO AP on DATASETS.TEST[0]. Rows: the plugin as configured; the
+Every run trains one model for SOLVER.MAX_ITER iterations with the trainer of
+tools/train_net.py (SEED = the run's seed; the same data, order, schedule and optimizer for
+every model), in its own OUTPUT_DIR (OUT_DIR/runs/<row>_<seed>), then evaluates COCO AP on
+DATASETS.TEST[0]. Rows: the plugin as configured; the
 plugin with each switch (frcnn_plugin.benchmark.ablation.SWITCHES); torchvision with its own
 default initialization and with the plugin's initial weights. With --pretrained, every model
 starts from that checkpoint's backbone and fc6/fc7 (as from ImageNet weights; the RPN and the

@@ -1,9 +1,10 @@
 """Which design differences cost accuracy: the plugin against torchvision's ``FasterRCNN`` at
 equal budget, one switch at a time, over several seeds.
 
-Every run is :func:`~frcnn_plugin.benchmark.accuracy.train_and_evaluate` (the same data, order,
-schedule, optimizer and ``COCOEvaluator`` for every model) on ``DATASETS.TRAIN`` ->
-``DATASETS.TEST[0]``. The rows:
+Every run is :func:`~frcnn_plugin.benchmark.accuracy.train_and_evaluate`: the plugin's
+``Trainer`` (``tools/train_net.py``'s) with ``SEED`` = the run's seed, in its own output folder
+``<output_dir>/runs/<row>_<seed>``, the same data, order, schedule, optimizer and evaluator for
+every model, on ``DATASETS.TRAIN`` -> ``DATASETS.TEST[0]``. The rows:
 
 - ``plugin``: the config as it is;
 - ``plugin + <switch>``: the config with one of :data:`SWITCHES` applied (a switch whose keys
@@ -21,6 +22,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from typing import Dict, List, Sequence
 
 from ..files import atomic_write
@@ -163,9 +165,11 @@ def _run_key(run) -> str:
 
 
 def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequence[int],
-                 output_dir: str, log_period: int = 20, pretrained: str = None,
+                 output_dir: str, pretrained: str = None,
                  plugin: bool = True) -> Dict[str, dict]:
-    """Train and evaluate every planned run not yet in ``output_dir/ablation.json``.
+    """Train and evaluate every planned run not yet in ``output_dir/ablation.json``, each in
+    its own output folder ``output_dir/runs/<run>`` (checkpoints, ``metrics.json``; an
+    unfinished run's folder is emptied and the run starts again).
 
     ``pretrained``: a checkpoint whose backbone and fc6/fc7 every model starts from (ImageNet
     style, :func:`~frcnn_plugin.benchmark.peers.load_pretrained_parts`); an output folder holds
@@ -177,7 +181,6 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
     """
     from ..cli import ConfigError
     from ..config import with_keys
-    from ..data.checks import load_train_dataset_dicts
     from .accuracy import train_and_evaluate
     from .peers import load_pretrained_parts
 
@@ -193,7 +196,6 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
             "{} holds runs started from pretrained={}, this call has pretrained={}; allowed: "
             "the same --pretrained, or another --out-dir".format(path, others[0], pretrained))
     parts = load_pretrained_parts(pretrained) if pretrained else None
-    dicts = load_train_dataset_dicts(cfg)
     for run in plan_runs(cfg, switches, peers, seeds, plugin=plugin):
         run["pretrained"] = pretrained
         key = _run_key(run)
@@ -202,10 +204,12 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
             continue
         run_cfg = with_keys(cfg, run["overrides"])
         logger.warning("ablation run %s", key)
-        folder = "".join(c if c.isalnum() else "_" for c in key)
+        run_dir = os.path.join(output_dir, "runs", "".join(c if c.isalnum() else "_" for c in key))
+        if os.path.isdir(run_dir):  # an unfinished run (metrics.json would be appended to)
+            logger.warning("ablation run %s: starting again in %s", key, run_dir)
+            shutil.rmtree(run_dir)
         result = train_and_evaluate(
-            run_cfg, run["kind"], dicts, seed=run["seed"], init=run["init"],
-            log_period=log_period, output_dir=os.path.join(output_dir, "eval", folder),
+            run_cfg, run["kind"], seed=run["seed"], init=run["init"], output_dir=run_dir,
             test_variants={t: TEST_SWITCHES[t][1] for t in run["test_switches"]},
             pretrained=parts,
         )

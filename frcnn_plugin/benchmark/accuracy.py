@@ -1,157 +1,232 @@
-"""Accuracy side by side: the same training data, order, schedule and initial weights for the
-plugin and its peers, then AP / AP50 / AP75 from detectron2's ``COCOEvaluator`` on the same
+"""Accuracy side by side: the plugin and its peers trained by the trainer users run, with the
+same training data, order, schedule and initial weights, then AP / AP50 / AP75 on the same
 held-out images.
 
-Every model is trained by the same plain loop (detectron2's optimizer and LR scheduler from
-``SOLVER.*``, the config's train loader with a seeded sampler) and evaluated by
-``inference_on_dataset`` on ``DATASETS.TEST[0]``; the torchvision peer goes through
+Every model is trained by the plugin's :class:`~frcnn_plugin.engine.trainer.Trainer` (what
+``tools/train_net.py`` runs: detectron2's ``DefaultTrainer`` with its ``SimpleTrainer`` /
+``AMPTrainer`` step, optimizer, LR scheduler hook, metrics writers, and the plugin's
+non-finite loss guard and atomic checkpoints), seeded as ``tools/train_net.py`` seeds it
+(``SEED``), in an output folder of its own (checkpoints, ``metrics.json``, ``config.yaml``,
+``inference/``). The only change is the model, in :class:`BenchmarkTrainer`:
+:func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`'s; for the ``plugin`` kind that is
+the model ``tools/train_net.py`` builds, so a run of the plugin gives ``tools/train_net.py``'s
+losses with the same keys. Evaluation is the trainer's own, after the last iteration
+(``Trainer.test`` with :func:`~frcnn_plugin.engine.trainer.build_evaluator`'s evaluator) on
+``DATASETS.TEST[0]``; the torchvision peer goes through
 :class:`~frcnn_plugin.benchmark.peers.TorchvisionFasterRCNN`, whose outputs are detectron2
 ``Instances``, so the evaluation code is the same for all.
 """
 import logging
 import os
+import random
 import tempfile
 import time
 from typing import Dict, Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["train_and_evaluate", "run_accuracy"]
+from detectron2.engine import HookBase
+
+from ..engine.trainer import Trainer
+
+__all__ = ["BenchmarkTrainer", "benchmark_config", "build_benchmark_trainer", "evaluate_bbox",
+           "train_and_evaluate", "run_accuracy"]
 
 logger = logging.getLogger(__name__)
 
 
-def _coco_evaluator(cfg, dataset_name: str, output_dir: str):
-    from detectron2.evaluation import COCOEvaluator
-
-    try:
-        from frcnn_plugin.engine.trainer import has_detectron2_cpp_ops
-
-        fast = has_detectron2_cpp_ops()
-    except ImportError:  # pragma: no cover
-        fast = False
-    return COCOEvaluator(dataset_name, tasks=("bbox",), distributed=False,
-                         output_dir=output_dir, use_fast_impl=fast)
+def _rng_state():
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
 
 
-def _evaluate(cfg, model, output_dir: str) -> Dict[str, float]:
-    from detectron2.data import build_detection_test_loader
-    from detectron2.evaluation import inference_on_dataset
-
-    from frcnn_plugin.data import prepare_dataset
-
-    test_name = cfg.DATASETS.TEST[0]
-    prepare_dataset(test_name)
-    evaluator = _coco_evaluator(cfg, test_name, output_dir)
-    results = inference_on_dataset(model, build_detection_test_loader(cfg, test_name), evaluator)
-    return dict(results.get("bbox", {}))
+def _set_rng_state(state):
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    torch.set_rng_state(state[2])
 
 
-def train_and_evaluate(cfg, kind: str, dataset_dicts, *, seed: int = 0, init: str = "copied",
-                       log_period: int = 20, output_dir: str = None, save_to: str = None,
-                       evaluate: bool = True,
-                       test_variants: Dict[str, Dict[str, object]] = None,
-                       pretrained: Dict[str, torch.Tensor] = None) -> Dict[str, object]:
-    """Train one model kind for ``SOLVER.MAX_ITER`` iterations, then evaluate it.
+class _StepClock(HookBase):
+    """Seconds spent in the training steps (``run_step``: data, forward, backward, optimizer;
+    not the checkpoints, evaluations and writers of the other hooks), and when the last one
+    ended. The first hook: its ``before_step`` runs first and its ``after_step`` first."""
+
+    def __init__(self):
+        self.seconds, self.end, self._start = 0.0, None, None
+
+    def before_step(self):
+        self._start = time.perf_counter()
+
+    def after_step(self):
+        self.end = time.perf_counter()
+        self.seconds += self.end - self._start
+
+
+class BenchmarkTrainer(Trainer):
+    """The plugin's :class:`~frcnn_plugin.engine.trainer.Trainer` training one of
+    :data:`~frcnn_plugin.benchmark.peers.MODEL_KINDS`: only the model differs
+    (:meth:`build_model`), and a clock hook measures the training steps.
+
+    Every kind leaves the random generators (torch, numpy, Python) as ``tools/train_net.py``
+    leaves them after building the plugin's model from the same config and seed, so that what
+    is drawn afterwards does not depend on the model: the training sampler's seed (detectron2
+    v0.6 draws it from numpy), the data loader's worker seeds and, with ``NUM_WORKERS`` 0, the
+    augmentations. Every model sees the same training images in the same order.
 
     Args:
-        cfg: the plugin's config (the peers are derived from it).
+        cfg: the run's config (:func:`benchmark_config`); ``SEED`` seeds the weights.
+        kind, init, pretrained: as :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`.
+    """
+
+    def __init__(self, cfg, kind="plugin", init="copied", pretrained=None):
+        self.kind, self.init, self.pretrained = kind, init, pretrained
+        self.model_info = None
+        self.clock = _StepClock()
+        super().__init__(cfg)
+
+    def build_model(self, cfg):
+        from detectron2.modeling import build_model
+
+        from .peers import build_benchmark_model
+
+        before = _rng_state()
+        model, self.model_info = build_benchmark_model(
+            cfg, self.kind, seed=cfg.SEED, init=self.init, pretrained=self.pretrained
+        )
+        if self.kind != "plugin":  # the draws of tools/train_net.py's model (class doc)
+            _set_rng_state(before)
+            build_model(cfg)
+        logger.info("Model:\n%s", model)
+        return model
+
+    def build_hooks(self):
+        hooks = super().build_hooks()
+        hooks.insert(0, self.clock)
+        return hooks
+
+
+def benchmark_config(cfg, *, seed: int, output_dir: str, evaluate: bool = True):
+    """The config of one benchmark run: ``cfg`` with ``SEED`` = ``seed``, ``OUTPUT_DIR`` =
+    ``output_dir``, ``MODEL.WEIGHTS`` empty (every model starts from its seeded initialization,
+    or from ``pretrained`` parts) and ``DATASETS.TEST`` = its first data set (none when not
+    ``evaluate``)."""
+    from ..config import with_keys
+
+    return with_keys(cfg, {
+        "SEED": int(seed), "OUTPUT_DIR": output_dir, "MODEL.WEIGHTS": "",
+        "DATASETS.TEST": tuple(cfg.DATASETS.TEST[:1]) if evaluate else (),
+    })
+
+
+def build_benchmark_trainer(cfg, kind: str = "plugin", *, init: str = "copied",
+                            pretrained: Dict[str, torch.Tensor] = None) -> BenchmarkTrainer:
+    """What ``tools/train_net.py`` does before training, for a :class:`BenchmarkTrainer`: the
+    output folder checked, ``config.yaml`` written there, the random generators seeded with
+    ``SEED`` and cuDNN's benchmark mode set as detectron2's ``default_setup`` does (one
+    process), then the trainer built with config errors as :class:`ConfigError`."""
+    from detectron2.utils.env import seed_all_rng
+
+    from ..config_checks import check_output_dir, config_errors
+
+    check_output_dir(cfg.OUTPUT_DIR)
+    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+        f.write(cfg.dump())
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
+    torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+    with config_errors(cfg):
+        return BenchmarkTrainer(cfg, kind, init=init, pretrained=pretrained)
+
+
+def evaluate_bbox(cfg, model, output_dir: str) -> Dict[str, float]:
+    """The AP table ("bbox") of ``model`` on ``DATASETS.TEST[0]`` by the trainer's own test
+    path: ``Trainer.test`` (its checked test loader, ``inference_on_dataset``) with the
+    evaluator :func:`~frcnn_plugin.engine.trainer.build_evaluator` chooses, writing to
+    ``output_dir``."""
+    from ..config import with_keys
+
+    name = cfg.DATASETS.TEST[0]
+    if len(cfg.DATASETS.TEST) != 1:
+        cfg = with_keys(cfg, {"DATASETS.TEST": (name,)})
+    evaluator = Trainer.build_evaluator(cfg, name, output_folder=output_dir)
+    return dict(Trainer.test(cfg, model, [evaluator]).get("bbox", {}))
+
+
+def train_and_evaluate(cfg, kind: str, *, seed: int = 0, init: str = "copied",
+                       output_dir: str = None, save_to: str = None, evaluate: bool = True,
+                       test_variants: Dict[str, Dict[str, object]] = None,
+                       pretrained: Dict[str, torch.Tensor] = None) -> Dict[str, object]:
+    """Train one model kind for ``SOLVER.MAX_ITER`` iterations with the plugin's trainer
+    (:class:`BenchmarkTrainer`), which evaluates it after the last iteration.
+
+    Args:
+        cfg: the plugin's config (the peers are derived from it); its training data set is
+            ``DATASETS.TRAIN``, loaded as ``tools/train_net.py`` loads it.
         kind (str): "plugin", "torchvision" or "d2".
-        dataset_dicts (list[dict]): the training set (the same list for every model).
-        seed (int): seeds the weights, the sampler's order and the augmentations.
+        seed (int): the run's ``SEED``: the weights, the sampler's order, the augmentations.
         init (str): the peers' initial weights, "copied" from the plugin or their "own" (see
             :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`).
+        output_dir (str): the run's ``OUTPUT_DIR`` (checkpoints, ``metrics.json``,
+            ``config.yaml``, ``inference/``); a new temporary folder if None.
         save_to (str): also save the trained weights there (``{"model": state_dict}``).
         evaluate (bool): evaluate (else "bbox" is empty).
         test_variants (dict): name -> test-time config overrides (e.g.
             ``{"MODEL.ROI_HEADS.NMS_THRESH_TEST": 0.5}``): the trained weights are also
-            evaluated in a model built with those keys (no retraining).
+            evaluated in a model built with those keys (no retraining), written to
+            ``output_dir/inference_<name>``.
         pretrained (dict): backbone and fc6/fc7 weights loaded over the initialization (see
             :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`).
 
     Returns:
-        dict: "bbox" (COCOEvaluator's AP table), "train_time_s", "iters", "last_losses", and
-        with ``test_variants`` "test_variants" (name -> AP table).
+        dict: "bbox" (the evaluator's AP table), "train_time_s" (the training steps),
+        "eval_time_s", "iters", "last_losses" (the last iteration's loss terms, as in
+        ``metrics.json``), "model", "output_dir", and with ``test_variants`` "test_variants"
+        (name -> AP table).
     """
-    from detectron2.data import build_detection_train_loader
-    from detectron2.data.samplers import TrainingSampler
-    from detectron2.solver import build_lr_scheduler, build_optimizer
-    from detectron2.utils.env import seed_all_rng
-    from detectron2.utils.events import EventStorage
-
-    from frcnn_plugin.config import with_keys
-    from frcnn_plugin.data import FRCNNDatasetMapper
-
+    from ..config import with_keys
     from .peers import build_benchmark_model
 
-    model, info = build_benchmark_model(cfg, kind, seed=seed, init=init, pretrained=pretrained)
-    seed_all_rng(seed)
-    loader = build_detection_train_loader(
-        cfg, mapper=FRCNNDatasetMapper(cfg, True), dataset=list(dataset_dicts),
-        sampler=TrainingSampler(len(dataset_dicts), seed=seed),
-    )
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_lr_scheduler(cfg, optimizer)
-    model.train()
-    start, last = time.perf_counter(), {}
-    with EventStorage(0) as storage:
-        for it, batch in zip(range(cfg.SOLVER.MAX_ITER), loader):
-            storage.iter = it
-            losses = model(batch)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError("{}: non-finite loss at iteration {}: {}".format(
-                    kind, it, {k: float(v) for k, v in losses.items()}))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            last = {k: float(v.detach()) for k, v in losses.items()}
-            if log_period and (it + 1) % log_period == 0:
-                logger.warning("%s iter %d/%d loss %.3f (%s) %.1f s", kind, it + 1,
-                               cfg.SOLVER.MAX_ITER, float(loss.detach()),
-                               ", ".join("{} {:.3f}".format(k, v) for k, v in last.items()),
-                               time.perf_counter() - start)
-    train_time = time.perf_counter() - start
+    output_dir = output_dir or tempfile.mkdtemp(prefix="frcnn_bench_{}_".format(kind))
+    cfg = benchmark_config(cfg, seed=seed, output_dir=output_dir, evaluate=evaluate)
+    trainer = build_benchmark_trainer(cfg, kind, init=init, pretrained=pretrained)
+    trainer.resume_or_load(resume=False)
+    results = trainer.train() or {}
+    done = time.perf_counter()
+    last = {k: float(v) for k, (v, _) in trainer.storage.latest().items()
+            if k.startswith("loss")}
     if save_to:
-        torch.save({"model": model.state_dict()}, save_to)
-    if not evaluate:
-        return {"bbox": {}, "train_time_s": train_time, "iters": cfg.SOLVER.MAX_ITER,
-                "last_losses": last, "model": info}
-    out = output_dir or tempfile.mkdtemp(prefix="frcnn_bench_eval_")
-    start = time.perf_counter()
-    bbox = _evaluate(cfg, model, os.path.join(out, kind))
-    logger.warning("%s: %s", kind, {k: round(v, 2) for k, v in bbox.items()})
+        torch.save({"model": trainer.model.state_dict()}, save_to)
     result = {
-        "bbox": bbox,
-        "train_time_s": train_time,
-        "eval_time_s": time.perf_counter() - start,
+        "bbox": dict(results.get("bbox", {})),
+        "train_time_s": trainer.clock.seconds,
         "iters": cfg.SOLVER.MAX_ITER,
         "last_losses": last,
-        "model": info,
+        "model": trainer.model_info,
+        "output_dir": output_dir,
     }
+    if not evaluate:
+        return result
+    result["eval_time_s"] = done - (trainer.clock.end or done)
+    logger.warning("%s: %s", kind, {k: round(v, 2) for k, v in result["bbox"].items()})
     if test_variants:
         result["test_variants"] = {}
-        state = model.state_dict()
+        state = trainer.model.state_dict()
         for name, overrides in test_variants.items():
             vcfg = with_keys(cfg, overrides)
             variant, _ = build_benchmark_model(vcfg, kind, seed=seed, init=init)
             variant.load_state_dict(state)
-            result["test_variants"][name] = _evaluate(vcfg, variant,
-                                                      os.path.join(out, kind + "_" + name))
-            logger.warning("%s %s: %s", kind, name, {
-                k: round(v, 2) for k, v in result["test_variants"][name].items()})
+            bbox = evaluate_bbox(vcfg, variant, os.path.join(output_dir, "inference_" + name))
+            result["test_variants"][name] = bbox
+            logger.warning("%s %s: %s", kind, name, {k: round(v, 2) for k, v in bbox.items()})
     return result
 
 
-def run_accuracy(cfg, kinds: Sequence[str], *, seed: int = 0, output_dir: str = None,
-                 log_period: int = 20) -> Dict[str, Dict[str, object]]:
-    """:func:`train_and_evaluate` for each kind, on ``DATASETS.TRAIN`` -> ``DATASETS.TEST[0]``."""
-    from ..data.checks import load_train_dataset_dicts
-
-    dicts = load_train_dataset_dicts(cfg)
+def run_accuracy(cfg, kinds: Sequence[str], *, seed: int = 0,
+                 output_dir: str = None) -> Dict[str, Dict[str, object]]:
+    """:func:`train_and_evaluate` for each kind, on ``DATASETS.TRAIN`` -> ``DATASETS.TEST[0]``,
+    each in ``output_dir/<kind>`` (temporary folders if None)."""
     return {
-        kind: train_and_evaluate(cfg, kind, dicts, seed=seed, output_dir=output_dir,
-                                 log_period=log_period)
+        kind: train_and_evaluate(
+            cfg, kind, seed=seed,
+            output_dir=os.path.join(output_dir, kind) if output_dir else None)
         for kind in kinds
     }

@@ -11,6 +11,7 @@ The per-stage breakdown times detectron2's and torchvision's modules with forwar
 attributes the rest of the forward pass (anchors, matching, sampling, losses, proposal
 selection, input handling, post-processing) to "outside the network".
 """
+import itertools
 import logging
 import multiprocessing
 import time
@@ -223,13 +224,6 @@ def _autocast(device, amp: bool):
     return torch.autocast(device.type, dtype=torch.float16) if amp else nullcontext()
 
 
-def _grad_scaler():
-    try:
-        return torch.amp.GradScaler("cuda")
-    except (AttributeError, TypeError):  # torch < 2.3
-        return torch.cuda.amp.GradScaler()
-
-
 class Session:
     """Warm-up at construction, then timed rounds on demand, then :meth:`finish`.
 
@@ -284,11 +278,46 @@ class Session:
         return self.finish_fn(self.rounds, self.walls, memory, breakdown)
 
 
+class _StepMarks:
+    """When the phases of one training step begin: the model's forward (forward pre-hook), its
+    end (forward hook; it also stops the stage timer, so that nothing after the forward pass is
+    attributed to a stage) and the optimizer step (the optimizer's step pre-hook). CUDA is
+    synchronized at each mark. :meth:`remove` takes the hooks off."""
+
+    def __init__(self, model, optimizer, device, timer: StageTimer):
+        self.device, self.timer, self.marks = device, timer, {}
+        self._handles = [
+            model.register_forward_pre_hook(lambda m, i: self._mark("forward")),
+            model.register_forward_hook(lambda m, i, o: self._mark("backward")),
+            optimizer.register_step_pre_hook(lambda o, a, k: self._mark("optimizer")),
+        ]
+
+    def _mark(self, phase):
+        _sync(self.device)
+        self.marks[phase] = time.perf_counter()
+        if phase == "backward":
+            self.timer.enabled = False
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
 def train_session(model, batches: List[List[dict]], cfg, *, warmup: int,
                   amp: bool = False) -> Session:
-    """Training iterations: forward (losses), backward, optimizer and LR-scheduler step, with
-    detectron2's optimizer and LR schedule from the config (``SOLVER.*``) for every model.
-    ``batches`` (lists of mapped dicts) are used in turn.
+    """Training iterations as the plugin's trainer runs them: detectron2's
+    ``SimpleTrainer.run_step`` (``AMPTrainer.run_step`` with ``amp``: float16 autocast and
+    ``GradScaler``) over ``batches`` (lists of mapped dicts, used in turn), then the LR
+    scheduler's step (the ``LRScheduler`` hook's), with detectron2's optimizer and LR schedule
+    from the config (``SOLVER.*``) for every model. ``run_step`` writes its losses to an
+    ``EventStorage`` and raises ``FloatingPointError`` on a non-finite loss.
+
+    The breakdown: "forward" (the model's forward pass), "backward" (from its end to the
+    optimizer step: loss sum, zero_grad, backward, detectron2's metrics; with AMP also the
+    gradient unscaling), "optimizer" (the optimizer step and the LR scheduler's; all of the
+    step's end when ``GradScaler`` skips the optimizer), "total" (their sum: the step from the
+    forward pass on; ``run_step`` takes the batch from memory before it).
 
     The summary has "iters_per_s" (over rounds), "step_time_s" (over iterations),
     "per_round_iters_per_s", "breakdown", "memory".
@@ -296,43 +325,34 @@ def train_session(model, batches: List[List[dict]], cfg, *, warmup: int,
     from detectron2.solver import build_lr_scheduler, build_optimizer
     from detectron2.utils.events import EventStorage
 
+    from ..engine.trainer import build_step_trainer
+
     device = model.device
-    model.train()
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
-    scaler = _grad_scaler() if amp and device.type == "cuda" else None
-    prepared = [_forward_fn(model, _to_device(b, device)) for b in batches]
+    loader = itertools.cycle([_to_device(b, device) for b in batches])
+    trainer = build_step_trainer(model, loader, optimizer, device=device, amp=amp)
     timer = _stage_timer(model, _family(model), device)
+    marks = _StepMarks(model, optimizer, device, timer)
 
     def step(i, timed):
+        marks.marks.clear()
+        trainer.iter = i
         with EventStorage(i):
             timer.enabled = timed and step.breakdown
-            t0 = time.perf_counter()
-            with _autocast(device, amp):
-                losses = prepared[i % len(prepared)]()
-            loss = sum(losses.values())
-            _sync(device)
-            t1 = time.perf_counter()
-            timer.enabled = False
-            optimizer.zero_grad(set_to_none=True)
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-            _sync(device)
-            t2 = time.perf_counter()
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            trainer.run_step()
             scheduler.step()
             _sync(device)
             t3 = time.perf_counter()
-        if not torch.isfinite(loss):
-            raise FloatingPointError("non-finite training loss {}".format(float(loss)))
+            timer.enabled = False
+        m = marks.marks
+        t0, t1, t2 = m["forward"], m["backward"], m.get("optimizer", t3)
         record = timer.pop()
         record.update(forward=t1 - t0, backward=t2 - t1, optimizer=t3 - t2, total=t3 - t0)
         return record
 
     def finish(rounds, walls, memory, breakdown):
+        marks.remove()
         per_round = [len(rs) / w for rs, w in zip(rounds, walls)]
         return {
             "iters_per_s": summarize(per_round),

@@ -248,31 +248,23 @@ def build_variant(cfg, kind: str, variant: str, weights: Optional[str],
 
 
 def evaluate_variant(cfg, model, output_dir: str) -> Dict[str, float]:
-    """COCO AP of ``model`` on ``DATASETS.TEST[0]`` (detectron2's test loader and
-    ``COCOEvaluator``)."""
-    from detectron2.data import build_detection_test_loader
-    from detectron2.evaluation import inference_on_dataset
+    """COCO AP of ``model`` on ``DATASETS.TEST[0]``: the plugin's trainer's test path
+    (:func:`~frcnn_plugin.benchmark.accuracy.evaluate_bbox`)."""
+    from .accuracy import evaluate_bbox
 
-    from ..data import prepare_dataset
-    from .accuracy import _coco_evaluator
-
-    name = cfg.DATASETS.TEST[0]
-    prepare_dataset(name)
-    evaluator = _coco_evaluator(cfg, name, output_dir)
     with torch.no_grad():
-        results = inference_on_dataset(model, build_detection_test_loader(cfg, name), evaluator)
-    return dict(results.get("bbox", {}))
+        return evaluate_bbox(cfg, model, output_dir)
 
 
-def _train_plugin(cfg, path: str, seed: int, log) -> dict:
-    """Train the plugin as the accuracy task does and save its weights to ``path``."""
-    from ..data.checks import load_train_dataset_dicts
+def _train_plugin(cfg, path: str, seed: int, log, output_dir: str = None) -> dict:
+    """Train the plugin as the accuracy task does (the plugin's trainer) and save its weights
+    to ``path``."""
     from .accuracy import train_and_evaluate
 
     log("[benchmark] variants: training the plugin for {} iterations".format(
         cfg.SOLVER.MAX_ITER))
-    result = train_and_evaluate(cfg, "plugin", load_train_dataset_dicts(cfg), seed=seed,
-                                save_to=path, evaluate=False)
+    result = train_and_evaluate(cfg, "plugin", seed=seed, output_dir=output_dir, save_to=path,
+                                evaluate=False)
     return {"train_time_s": result["train_time_s"], "iters": result["iters"]}
 
 
@@ -357,7 +349,8 @@ def run_variants(cfg, options, tmpdir: str, log=print):
     weights = options.weights
     if not weights and not options.synthetic:  # (synthetic: latency only, untrained weights)
         weights = os.path.join(tmpdir, "plugin_trained.pth")
-        training = _train_plugin(cfg, weights, options.seed, log)
+        training = _train_plugin(cfg, weights, options.seed, log,
+                                 output_dir=os.path.join(tmpdir, "train"))
     kinds = ["plugin"] + [p for p in options.peers if p == "torchvision"]
     paths = {"plugin": weights}
     if "torchvision" in kinds and not weights:

@@ -6,7 +6,8 @@ features, built from the same parts:
   optimizer state (:class:`~frcnn_plugin.engine.trainer.TrainerStateMixin`);
 * the non-finite loss policy (:class:`~frcnn_plugin.engine.train_loop.NonFiniteLossGuard`) and
   the replica check, inserted by :func:`~frcnn_plugin.engine.trainer.add_plugin_hooks`;
-* multi-process training on CPUs (:func:`~frcnn_plugin.engine.trainer.create_plugin_ddp_model`).
+* multi-process training on CPUs, and the training step (detectron2's ``SimpleTrainer`` or
+  ``AMPTrainer``), by :func:`~frcnn_plugin.engine.trainer.build_step_trainer`.
 
 The config has detectron2's layout (``model``, ``optimizer``, ``lr_multiplier``,
 ``dataloader.train/test/evaluator``, ``train`` as in the model zoo's ``common/train.py``) and
@@ -18,15 +19,15 @@ these optional keys of ``train`` (the YAML keys in brackets):
   (``TEST.VIS_*``: pictures of predictions on the first images of ``dataloader.test``, in
   TensorBoard).
 
-The objects are built in the order of detectron2's ``DefaultTrainer`` (model, optimizer,
-training loader, LR scheduler), so a Python config twin of a YAML config trains identically
-from the same seed.
+The objects are built as detectron2's ``tools/lazyconfig_train_net.py`` builds them, in the
+order of ``DefaultTrainer`` (model, optimizer, training loader, then the training step and the LR
+scheduler), so a Python config twin of a YAML config trains identically from the same seed.
 """
 import logging
 import weakref
 
 from detectron2.config import instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.engine import TrainerBase, hooks
 from detectron2.engine.defaults import default_writers
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.solver import LRMultiplier
@@ -36,7 +37,7 @@ from ..cli import ConfigError
 from ..lazy import lazy_config_errors
 from .checkpoint import AtomicCheckpointer
 from .train_loop import NonFiniteLossGuard
-from .trainer import TrainerStateMixin, add_plugin_hooks, create_plugin_ddp_model
+from .trainer import TrainerStateMixin, add_plugin_hooks, build_step_trainer
 from .vis_hook import PredictionVisHook, insert_vis_hook
 
 __all__ = ["LazyTrainer", "build_lazy_model", "lazy_test"]
@@ -93,26 +94,27 @@ class LazyTrainer(TrainerStateMixin, TrainerBase):
 
     def __init__(self, cfg):
         super().__init__()
-        train = cfg.train
-        self.cfg = cfg
+        self.cfg, train = cfg, cfg.train
         self.nonfinite_guard = NonFiniteLossGuard(
             train.get("nonfinite_loss", "error"), train.get("nonfinite_loss_max_skips", 10)
         )
-        # the order of DefaultTrainer: model, optimizer, training loader
+        # detectron2's tools/lazyconfig_train_net.py: model, optimizer, training loader (the
+        # order of DefaultTrainer), then the training step around them
         model = build_lazy_model(cfg)
         cfg.optimizer.params.model = model
         with lazy_config_errors("the optimizer"):
             optimizer = instantiate(cfg.optimizer)
         with lazy_config_errors("the training data loader"):
             data_loader = instantiate(cfg.dataloader.train)
-        model = create_plugin_ddp_model(model, train.device, **train.get("ddp", {}))
-        amp = train.get("amp", {}).get("enabled", False)
-        self._trainer = (AMPTrainer if amp else SimpleTrainer)(model, data_loader, optimizer)
+        self._trainer = build_step_trainer(
+            model, data_loader, optimizer, device=train.device,
+            amp=train.get("amp", {}).get("enabled", False), **train.get("ddp", {}),
+        )
         with lazy_config_errors("the LR schedule"):
             multiplier = instantiate(cfg.lr_multiplier)
         self.scheduler = LRMultiplier(optimizer, multiplier=multiplier, max_iter=train.max_iter)
         self.checkpointer = AtomicCheckpointer(
-            model, train.output_dir, trainer=weakref.proxy(self)
+            self._trainer.model, train.output_dir, trainer=weakref.proxy(self)
         )
         self.start_iter = 0
         self.max_iter = train.max_iter

@@ -10,6 +10,8 @@ plugin's reliability features (the README (Reliability)):
 * multi-process training on CPUs (DistributedDataParallel without ``device_ids``) and an optional
   replica check (:class:`~frcnn_plugin.engine.hooks.ReplicaSyncCheck`).
 """
+import contextlib
+import functools
 import logging
 import os
 import weakref
@@ -23,10 +25,10 @@ from detectron2.engine import (
     SimpleTrainer,
     TrainerBase,
     create_ddp_model,
+    hooks as d2_hooks,
 )
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 from ..data import prepare_dataset
 from ..data.checks import load_test_dataset_dicts, load_train_dataset_dicts
@@ -42,6 +44,7 @@ __all__ = [
     "TrainerStateMixin",
     "add_plugin_hooks",
     "build_evaluator",
+    "build_step_trainer",
     "create_plugin_ddp_model",
     "evaluator_for_dataset",
     "has_detectron2_cpp_ops",
@@ -104,13 +107,56 @@ def create_plugin_ddp_model(model, device, **kwargs):
     return create_ddp_model(model, **kwargs)
 
 
+def build_step_trainer(model, data_loader, optimizer, *, device, amp=False, **ddp_kwargs):
+    """What ``DefaultTrainer.__init__`` and detectron2's ``tools/lazyconfig_train_net.py`` do
+    with the model, optimizer and training loader they built: the model in
+    DistributedDataParallel when there are several processes (:func:`create_plugin_ddp_model`),
+    then detectron2's ``AMPTrainer`` (``amp``) or ``SimpleTrainer``, whose ``run_step`` is the
+    training step."""
+    model = create_plugin_ddp_model(model, device, **ddp_kwargs)
+    return (AMPTrainer if amp else SimpleTrainer)(model, data_loader, optimizer)
+
+
+@contextlib.contextmanager
+def _cpu_ddp_in_default_trainer(device):
+    """In multi-process training on CPUs, make ``DefaultTrainer.__init__`` wrap the model with
+    :func:`create_plugin_ddp_model` (no ``device_ids``) instead of detectron2's
+    ``create_ddp_model`` (``device_ids=[local rank]``, refused by DistributedDataParallel for a
+    CPU model). ``DefaultTrainer`` offers no method to override between building the model and
+    wrapping it, so the name ``create_ddp_model`` in ``detectron2.engine.defaults``, which
+    ``__init__`` looks up when it runs, is replaced for the duration of the call (the README,
+    "detectron2 internals the plugin relies on"). One process, or GPUs: nothing changes."""
+    if comm.get_world_size() == 1 or torch.device(device).type != "cpu":
+        yield
+        return
+    from detectron2.engine import defaults
+
+    original = defaults.create_ddp_model
+    defaults.create_ddp_model = functools.partial(create_plugin_ddp_model, device=device)
+    try:
+        yield
+    finally:
+        defaults.create_ddp_model = original
+
+
+# the replica check goes after the hooks that change or save the weights of a step and before
+# those that evaluate or write it
+_BEFORE_SYNC_CHECK = (d2_hooks.LRScheduler, d2_hooks.PreciseBN, d2_hooks.PeriodicCheckpointer)
+_AFTER_SYNC_CHECK = (d2_hooks.EvalHook, d2_hooks.PeriodicWriter)
+
+
 def add_plugin_hooks(trainer, hooks, nonfinite_guard, sync_check_period=0):
     """Insert the plugin's hooks into a trainer's hook list (in place): the non-finite loss
     guard first (before the writers) and, in multi-process training with a period > 0, the
-    replica check after the timer, LR scheduler and checkpointer/scheduler hooks."""
+    replica check right after the last LR scheduler, precise-BN or checkpointer hook (on
+    processes other than the main one, which have no checkpointer: after the LR scheduler),
+    before the evaluation and the writers."""
     hooks.insert(0, nonfinite_guard)
     if sync_check_period > 0 and comm.get_world_size() > 1:
-        hooks.insert(3, ReplicaSyncCheck(sync_check_period))
+        after = [i for i, h in enumerate(hooks) if isinstance(h, _BEFORE_SYNC_CHECK)]
+        before = [i for i, h in enumerate(hooks) if isinstance(h, _AFTER_SYNC_CHECK)]
+        index = after[-1] + 1 if after else (before[0] if before else len(hooks))
+        hooks.insert(index, ReplicaSyncCheck(sync_check_period))
     return hooks
 
 
@@ -152,37 +198,13 @@ class Trainer(TrainerStateMixin, DefaultTrainer):
     the reliability features listed in the module docstring."""
 
     def __init__(self, cfg):
-        """``DefaultTrainer.__init__``, except for multi-process training on CPUs (see
-        :meth:`_init_cpu_distributed`)."""
+        """``DefaultTrainer.__init__``; in multi-process training on CPUs with the model in
+        DistributedDataParallel without ``device_ids`` (:func:`_cpu_ddp_in_default_trainer`)."""
         self.nonfinite_guard = NonFiniteLossGuard(
             cfg.SOLVER.NONFINITE_LOSS, cfg.SOLVER.NONFINITE_LOSS_MAX_SKIPS
         )
-        if comm.get_world_size() > 1 and torch.device(cfg.MODEL.DEVICE).type == "cpu":
-            self._init_cpu_distributed(cfg)
-        else:
+        with _cpu_ddp_in_default_trainer(cfg.MODEL.DEVICE):
             super().__init__(cfg)
-
-    def _init_cpu_distributed(self, cfg):
-        """``DefaultTrainer.__init__``'s steps (v0.6 and main alike) with one change: the model
-        goes to DistributedDataParallel without ``device_ids``. detectron2's
-        ``create_ddp_model``, called inside ``DefaultTrainer.__init__`` with no way to pass
-        arguments, sets ``device_ids=[local rank]``, which DistributedDataParallel refuses for a
-        CPU model; no method between building the model and wrapping it can be overridden."""
-        TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        model = create_plugin_ddp_model(model, cfg.MODEL.DEVICE, broadcast_buffers=False)
-        trainer_class = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
-        self._trainer = trainer_class(model, data_loader, optimizer)
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
         """DefaultTrainer's hooks, with :class:`AtomicCheckpointer` as ``self.checkpointer``
