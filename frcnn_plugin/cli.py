@@ -1,22 +1,44 @@
-"""User errors and their clean report in the command-line tools.
+"""What the command-line tools share: how they read a config and which weights they load, and
+how they report a user's mistake.
 
-A *user error* is a mistake of the person running a tool: a bad config key or value, a missing
-or corrupt file, a bad flag. The plugin raises it as :class:`UserError`, most often through one
-of the subclasses below, each also a subclass of the built-in exception raised for that case
-before (``ValueError``, ``FileNotFoundError``, ...), so that ``except ValueError`` callers keep
-working. Anything else is a bug and keeps its traceback.
-
-Every tool under ``tools/`` runs its ``main`` through :func:`run_cli`: a user error prints one
-``error: ...`` paragraph to stderr and exits with status 2 (argparse's status for a bad flag),
-without a traceback unless ``--debug`` is on the command line or ``FRCNN_DEBUG=1`` is set.
-
-This module uses only the standard library: ``tools/build_detectron2_fallback.py`` loads it by
-path, before detectron2 (and so ``frcnn_plugin``) can be imported.
+* :func:`load_config`: the one way every tool under ``tools/`` reads its ``--config-file`` and
+  overrides: a YAML config checked and frozen, or a Python config (detectron2's LazyConfig), on
+  a device that exists here;
+* :func:`weights_of`: ``--weights``, else the config's weights;
+* :func:`run_cli`, :func:`add_debug_flag` and the :class:`UserError` family, defined in
+  :mod:`frcnn_plugin.errors` and importable from here (``from frcnn_plugin.cli import
+  ConfigError, run_cli``): a user error as one ``error: ...`` paragraph and exit status 2.
 """
-import os
-import sys
+import logging
+
+import torch
+
+from .config import load_frcnn_config
+from .config_checks import validate_frcnn_config
+from .errors import (  # noqa: F401  (re-exported: the tools import them from here)
+    DEBUG_ENV,
+    DEBUG_FLAG,
+    EXIT_USER_ERROR,
+    BadImageError,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    MissingFileError,
+    OutputError,
+    OutputExistsError,
+    UnknownDatasetError,
+    UserError,
+    add_debug_flag,
+    debug_requested,
+    format_user_error,
+    run_cli,
+)
+from .lazy import is_lazy_config, load_lazy_config
 
 __all__ = [
+    "CONFIG_KINDS",
+    "load_config",
+    "weights_of",
     "UserError",
     "ConfigError",
     "CheckpointError",
@@ -35,101 +57,76 @@ __all__ = [
     "run_cli",
 ]
 
-EXIT_USER_ERROR = 2
-DEBUG_FLAG = "--debug"
-DEBUG_ENV = "FRCNN_DEBUG"
+logger = logging.getLogger(__name__)
+
+# what a tool reads: "yaml" (``KEY VALUE`` overrides), "python" (detectron2's LazyConfig, also
+# one saved as .yaml; ``key=value`` overrides) or "any" (a *.py file is a Python config)
+CONFIG_KINDS = ("yaml", "python", "any")
 
 
-class UserError(Exception):
-    """A mistake of the user; the message names the bad value and what is allowed."""
+def _no_cuda(device) -> bool:
+    return str(device).startswith("cuda") and not torch.cuda.is_available()
 
 
-class ConfigError(UserError, ValueError):
-    """A bad config key or value (or a bad combination of them)."""
+def load_config(config_file, opts=(), *, kind="yaml", device=None):
+    """The config of a tool, with no side effects (nothing is written).
 
+    A YAML config: :func:`~frcnn_plugin.config.load_frcnn_config` (``get_cfg`` +
+    ``add_frcnn_config`` + the file + the ``KEY VALUE`` overrides ``opts``, then ``MODEL.DEVICE
+    device`` if given), checked by :func:`~frcnn_plugin.config_checks.validate_frcnn_config`
+    and frozen. A Python config: :func:`~frcnn_plugin.lazy.load_lazy_config` (the file + the
+    ``key=value`` overrides ``opts``, then ``train.device=device`` if given); returned as it is
+    (an omegaconf ``DictConfig``).
 
-class CheckpointError(UserError, ValueError):
-    """A checkpoint or weights file that is corrupt, or does not fit the model."""
-
-
-class DataError(UserError, ValueError):
-    """A data set whose annotations cannot be used."""
-
-
-class MissingFileError(UserError, FileNotFoundError):
-    """A file or folder the user named (or a config names) does not exist."""
-
-
-class UnknownDatasetError(UserError, KeyError):
-    """A data set name that is not registered."""
-
-    def __str__(self):  # KeyError's str() would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class BadImageError(UserError, RuntimeError):
-    """Image files that cannot be read (a test image, or too many training images in a row)."""
-
-
-class OutputError(UserError, OSError):
-    """An output that cannot be written."""
-
-
-class OutputExistsError(OutputError, FileExistsError):
-    """An output that would replace an existing file."""
-
-
-def debug_requested(argv=None) -> bool:
-    """True if ``--debug`` is in ``argv`` (default ``sys.argv``) or ``FRCNN_DEBUG`` is set to
-    anything other than ``""`` or ``"0"``."""
-    argv = sys.argv[1:] if argv is None else argv
-    return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-
-
-def add_debug_flag(parser):
-    """Add ``--debug`` (show the traceback of a user error) to an ``argparse`` parser."""
-    parser.add_argument(
-        DEBUG_FLAG, action="store_true",
-        help="show the traceback of an error (also: environment variable {}=1)".format(DEBUG_ENV),
-    )
-    return parser
-
-
-def format_user_error(error) -> str:
-    """``error: <message>``, one paragraph (blank lines of the message removed).
-
-    An error re-raised by a torch ``DataLoader`` worker carries the worker's traceback as its
-    message ("Caught X in DataLoader worker process 0. Original Traceback ..."): only the
-    original message, after the traceback's last ``X: ``, is kept.
-    """
-    text = str(error).strip() or type(error).__name__
-    if "Original Traceback (most recent call last)" in text:
-        head = type(error).__name__ + ": "
-        text = text[text.rfind(head) + len(head):] if head in text else text
-    return "error: " + "\n".join(line for line in text.splitlines() if line.strip())
-
-
-def run_cli(main, argv=None, user_errors=()):
-    """Run ``main(argv)`` and report user errors cleanly.
+    A CUDA device that the config names where CUDA is not available becomes "cpu", with a
+    warning; a ``device`` given here is kept (a tool checks its own flag).
 
     Args:
-        main (callable): the tool's entry point, called with ``argv``.
-        argv (list[str] or None): the arguments (default ``sys.argv[1:]``).
-        user_errors (tuple[type]): further exception classes to treat as user errors (e.g. a
-            library's own "option not allowed" exception).
+        kind (str): one of :data:`CONFIG_KINDS`: what the tool reads.
 
-    Returns:
-        what ``main`` returns. A :class:`UserError` (or one of ``user_errors``) prints
-        :func:`format_user_error` to stderr and exits with status 2, unless
-        :func:`debug_requested`, in which case it propagates with its traceback. Every other
-        exception propagates unchanged.
+    Raises:
+        UserError: a missing config file, a bad key or value, a Python config for a tool that
+            reads YAML configs only (see :mod:`frcnn_plugin.errors`).
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        return main(argv)
-    except (UserError,) + tuple(user_errors) as e:
-        if debug_requested(argv):
-            raise
-        sys.stdout.flush()
-        print(format_user_error(e), file=sys.stderr, flush=True)
-        sys.exit(EXIT_USER_ERROR)
+    if kind not in CONFIG_KINDS:
+        raise ValueError("kind {!r}; allowed: {}".format(kind, ", ".join(CONFIG_KINDS)))
+    if kind == "python" or (kind == "any" and is_lazy_config(config_file)):
+        cfg = load_lazy_config(config_file, list(opts) + (
+            ["train.device=" + device] if device is not None else []))
+        train = cfg.get("train", None)  # (a tool checks the keys it needs)
+        if device is None and train is not None and _no_cuda(train.get("device", "cpu")):
+            logger.warning("train.device=%s but no GPU: using cpu", train.device)
+            train.device = "cpu"
+        return cfg
+    if is_lazy_config(config_file):
+        raise ConfigError("{}: a Python config; this tool reads YAML configs only "
+                          "(tools/lazy_train_net.py trains from Python configs; "
+                          "tools/inspect_pipeline.py, tools/visualize_anchors.py and "
+                          "tools/predict.py read both)".format(config_file))
+    cfg = load_frcnn_config(config_file, list(opts) + (
+        ["MODEL.DEVICE", device] if device is not None else []))
+    if device is None and _no_cuda(cfg.MODEL.DEVICE):
+        logger.warning("MODEL.DEVICE=%s but no GPU: using cpu", cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
+    validate_frcnn_config(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def weights_of(cfg, weights, config_file):
+    """The checkpoint a tool loads: ``weights`` (its ``--weights``; ``""`` asks for an untrained
+    model), else the config's ``MODEL.WEIGHTS`` (a Python config seen by the inspection tools:
+    ``train.init_checkpoint``).
+
+    Raises:
+        CheckpointError: neither is set.
+    """
+    if weights is not None:
+        return weights
+    if not cfg.MODEL.WEIGHTS:
+        raise CheckpointError(
+            "No weights: MODEL.WEIGHTS is empty in {} (a Python config: train.init_checkpoint); "
+            "allowed: --weights FILE (a trained "
+            "checkpoint, e.g. OUTPUT_DIR/model_final.pth), or --weights '' for an untrained "
+            "model".format(config_file))
+    return cfg.MODEL.WEIGHTS

@@ -2,7 +2,7 @@
 
 Each key is added with a default and a comment. The defaults reproduce the paper where a key is
 the plugin's own; detectron2's own keys keep detectron2's defaults here, and the YAML files under
-``configs/`` set the paper's values (see the README's configuration reference).
+``configs/`` set the paper's values (see docs/configuration.md).
 """
 
 import copy
@@ -11,17 +11,20 @@ import os
 import re
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
-from .cli import ConfigError, MissingFileError
+from .data.own import register_config_datasets
+from .errors import ConfigError, MissingFileError
 
-__all__ = ["add_frcnn_config", "check_config_file", "explain_merge_error", "load_frcnn_config",
-           "suggest_keys"]
+__all__ = ["add_frcnn_config", "check_config_file", "config_keys", "explain_merge_error",
+           "load_frcnn_config", "suggest_keys"]
 
 
-def _all_keys(node, prefix=""):
+def config_keys(node, prefix=""):
+    """Every key of a CfgNode, dotted (``MODEL.RPN.NMS_THRESH``), depth first."""
     for k, v in node.items():
         if isinstance(v, CN):
-            yield from _all_keys(v, prefix + k + ".")
+            yield from config_keys(v, prefix + k + ".")
         else:
             yield prefix + k
 
@@ -46,14 +49,13 @@ def explain_merge_error(cfg, error, source):
     text = "Invalid config from {}: {}".format(source, msg)
     m = re.search(r"Non-existent (?:config )?key: (\S+)", msg)
     if m:
-        close = suggest_keys(m.group(1), list(_all_keys(cfg)))
+        close = suggest_keys(m.group(1), list(config_keys(cfg)))
         text += (
             ". Did you mean: {}?".format(", ".join(close))
             if close
             else (
                 ". Is frcnn_plugin.add_frcnn_config applied, and is the key spelled as in the "
-                "README's "
-                "configuration reference?"
+                "configuration reference (docs/configuration.md)?"
             )
         )
     return text
@@ -86,8 +88,6 @@ def load_frcnn_config(config_file, opts=()):
             message: where it came from and the closest valid keys; a bad ``DATASETS.REGISTER``
             entry.
     """
-    from detectron2.config import get_cfg
-
     check_config_file(config_file, "YAML file", "configs/vgg16_frcnn.yaml")
     cfg = add_frcnn_config(get_cfg())
     for source, merge, what in (
@@ -98,8 +98,6 @@ def load_frcnn_config(config_file, opts=()):
             merge(what)
         except (KeyError, AssertionError, ValueError, TypeError) as e:
             raise ConfigError(explain_merge_error(cfg, e, source)) from None
-    from .data.own import register_config_datasets  # here: frcnn_plugin.data imports this module
-
     register_config_datasets(cfg)
     return cfg
 
@@ -254,7 +252,7 @@ def add_frcnn_config(cfg):
 
     # ---------------------------------------------------------------------------------------
     # Reliability (issue 7): bad data, non-finite losses, multi-process checks. See
-    # the README (Reliability); frcnn_plugin.config_checks.validate_frcnn_config checks them.
+    # docs/reliability.md; frcnn_plugin.config_checks.validate_frcnn_config checks them.
     # ---------------------------------------------------------------------------------------
     # Non-finite (NaN/inf) loss: "error" (stop, naming the loss and the iteration) or "skip"
     # (skip that optimizer step, count it in EventStorage as nonfinite_loss/skipped_steps).
@@ -273,7 +271,7 @@ def add_frcnn_config(cfg):
     _C.DATALOADER.MAX_CONSECUTIVE_BAD_SAMPLES = 10
 
     # ---------------------------------------------------------------------------------------
-    # Your own data sets (see the README (Train on your own data)), registered by
+    # Your own data sets (see docs/own-data.md), registered by
     # load_frcnn_config with detectron2's register_coco_instances / register_pascal_voc
     # (frcnn_plugin.data.own); DATASETS.TRAIN / TEST can then name them.
     # ---------------------------------------------------------------------------------------
@@ -285,7 +283,7 @@ def add_frcnn_config(cfg):
     # ---------------------------------------------------------------------------------------
     # Inspection (issue 5): pictures of predictions against GT during training, written to
     # TensorBoard through EventStorage.put_image by frcnn_plugin.engine.vis_hook (see
-    # the README (See inside the detector)). GT green, predictions magenta.
+    # docs/inspection.md). GT green, predictions magenta.
     # ---------------------------------------------------------------------------------------
     # Every N iterations (and after the last) draw predictions on validation images; 0 = off.
     _C.TEST.VIS_PERIOD = 0

@@ -14,10 +14,11 @@ import os
 import re
 import tempfile
 
+import detectron2.modeling as m
 from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY
 
-from .cli import ConfigError, OutputError, UserError
-from .config import _all_keys
+from .config import config_keys
+from .errors import ConfigError, OutputError, UserError
 from .modeling.anchor_generator import uses_explicit_sizes
 from .modeling.backbone.vgg import VGG_INITS
 from .modeling.roi_heads import PREDICTOR_INITS, FRCNNROIHeads
@@ -360,8 +361,6 @@ _NAMED_KEY = re.compile(r"\b([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)+)=")
 
 def _registry_error(message):
     """"KEY='name' is not registered; allowed: ..." for fvcore's registry ``KeyError``."""
-    import detectron2.modeling as m
-
     found = _NOT_REGISTERED.search(message)
     if not found or found.group(2) not in _REGISTRY_KEYS:
         return None
@@ -395,7 +394,7 @@ def config_errors(cfg):
             raise
         raise ConfigError(message) from e
     except ValueError as e:
-        keys = set(_all_keys(cfg))
+        keys = set(config_keys(cfg))
         if not any(k in keys for k in _NAMED_KEY.findall(str(e))):
             raise
         raise ConfigError(str(e)) from e

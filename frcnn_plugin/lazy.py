@@ -20,8 +20,24 @@ helpers that the configs under ``configs/lazy/`` use.
 """
 import os
 
-from .cli import ConfigError
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+from omegaconf import DictConfig, OmegaConf
+
+import detectron2
+from detectron2.config import LazyCall as L
+from detectron2.config import LazyConfig
+from detectron2.solver import WarmupParamScheduler
+
 from .config import check_config_file, suggest_keys
+from .data.dataset_mapper import FRCNNDatasetMapper
+from .data.loaders import (
+    build_frcnn_test_loader,
+    build_frcnn_train_loader,
+    checked_train_dataset_dicts,
+    test_dataset_dicts,
+)
+from .engine.trainer import evaluator_for_dataset
+from .errors import ConfigError
 
 __all__ = [
     "checked_dataloader",
@@ -44,7 +60,7 @@ def model_zoo_config(config_path):
     Raises:
         ConfigError: the installed detectron2 does not ship that file.
     """
-    try:
+    try:  # here, not at the top: detectron2.model_zoo imports pkg_resources (see above)
         from detectron2.model_zoo import get_config
     except ImportError:
         get_config = None
@@ -53,8 +69,6 @@ def model_zoo_config(config_path):
             return get_config(config_path)
         except RuntimeError as e:  # "<path> not available in Model Zoo!"
             raise ConfigError("{} (the installed detectron2 does not ship it)".format(e)) from e
-    import detectron2
-    from detectron2.config import LazyConfig
 
     path = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs", config_path)
     if not os.path.isfile(path):
@@ -69,8 +83,6 @@ def is_lazy_config(path) -> bool:
 
 
 def _all_keys(node, prefix=""):
-    from omegaconf import DictConfig
-
     for k in node.keys():
         v = node._get_node(k)
         if isinstance(v, DictConfig):
@@ -83,8 +95,6 @@ def _all_keys(node, prefix=""):
 def _check_override_key(cfg, key):
     """An override may set an existing key, or a new argument of a ``LazyCall``
     (a node with ``_target_``); anything else is a typo."""
-    from omegaconf import OmegaConf
-
     if OmegaConf.select(cfg, key, default="__missing__", throw_on_missing=False) != "__missing__":
         return
     parent = key.rsplit(".", 1)[0] if "." in key else ""
@@ -110,8 +120,6 @@ def load_lazy_config(path, overrides=()):
         ConfigError: the file is not a ``.py``/``.yaml`` LazyConfig or fails to run (syntax
             error, failed import), an override is malformed or names no key of the config.
     """
-    from detectron2.config import LazyConfig
-
     check_config_file(path, "Python config", "configs/lazy/vgg16_frcnn_shapes_demo.py")
     if not (path.endswith(".py") or path.endswith(".yaml")):
         raise ConfigError("{}: not a Python config (.py) or a saved LazyConfig (.yaml); YAML "
@@ -171,15 +179,6 @@ def checked_dataloader(dataloader):
     Returns:
         the same config.
     """
-    from .data.dataset_mapper import FRCNNDatasetMapper
-    from .data.loaders import (
-        build_frcnn_test_loader,
-        build_frcnn_train_loader,
-        checked_train_dataset_dicts,
-        test_dataset_dicts,
-    )
-    from .engine.trainer import evaluator_for_dataset
-
     train = dataloader.train
     train._target_ = build_frcnn_train_loader
     train.dataset._target_ = checked_train_dataset_dicts
@@ -203,11 +202,6 @@ def multistep_lr_multiplier(max_iter, steps, gamma=0.1, warmup_iters=1000,
     equal to what ``build_lr_scheduler`` builds from ``SOLVER.MAX_ITER``, ``STEPS``, ``GAMMA``,
     ``WARMUP_ITERS``, ``WARMUP_FACTOR`` and ``WARMUP_METHOD`` (steps beyond ``max_iter``
     dropped, as there). Plain values in the config: it saves and reloads."""
-    from fvcore.common.param_scheduler import MultiStepParamScheduler
-
-    from detectron2.config import LazyCall as L
-    from detectron2.solver import WarmupParamScheduler
-
     steps = [int(s) for s in steps if s <= max_iter]
     return L(WarmupParamScheduler)(
         scheduler=L(MultiStepParamScheduler)(

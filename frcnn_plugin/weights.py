@@ -32,7 +32,7 @@ from collections import OrderedDict
 
 import torch
 
-from .cli import CheckpointError, MissingFileError, OutputError, OutputExistsError
+from .errors import CheckpointError, MissingFileError, OutputError, OutputExistsError
 from .files import atomic_write
 from .modeling.backbone.vgg import VGG_BLOCKS
 

@@ -27,7 +27,7 @@ def fake(row, seed, ap50, time_s=10.0):
 
 class TestStatistics(unittest.TestCase):
     def test_mean_and_sample_std_by_hand(self):
-        from frcnn_plugin.benchmark.ablation import format_table, summarize
+        from benchmarks.ablation import format_table, summarize
 
         results = {
             "a": fake("plugin", 0, 40.0, 9.0), "b": fake("plugin", 1, 50.0, 10.0),
@@ -54,7 +54,7 @@ class TestStatistics(unittest.TestCase):
 
 class TestPlan(unittest.TestCase):
     def test_switches_already_in_the_config_are_skipped(self):
-        from frcnn_plugin.benchmark.ablation import plan_runs
+        from benchmarks.ablation import plan_runs
 
         cfg = load_config("vgg16_frcnn_shapes_demo.yaml", "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
                           "ROIAlignV2")
@@ -74,7 +74,7 @@ class TestPlan(unittest.TestCase):
         """The demo config departs from the paper in the pooler and the predictor's init: the
         switches to torchvision's choices are its baseline, those back to the paper's run; the
         paper config is the other way round."""
-        from frcnn_plugin.benchmark.ablation import plan_runs
+        from benchmarks.ablation import plan_runs
 
         names = ["roialign", "roipool_paper", "predictor_init_torchvision",
                  "predictor_init_paper"]
@@ -87,7 +87,7 @@ class TestPlan(unittest.TestCase):
                          ["plugin + roialign", "plugin + predictor_init_torchvision"])
 
     def test_peers_alone(self):
-        from frcnn_plugin.benchmark.ablation import plan_runs
+        from benchmarks.ablation import plan_runs
 
         cfg = load_config("vgg16_frcnn_shapes_demo.yaml", "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
                           "ROIAlignV2")
@@ -132,7 +132,7 @@ class TestTool(unittest.TestCase):
     def test_test_time_variant_with_the_same_keys_gives_the_same_ap(self):
         """The retrained-free evaluation rebuilds the model with the keys and loads the trained
         weights: with the keys' own values it must give the base evaluation's AP exactly."""
-        from frcnn_plugin.benchmark.accuracy import train_and_evaluate
+        from benchmarks.accuracy import train_and_evaluate
 
         cfg = load_config("vgg16_frcnn_shapes_demo.yaml", *TINY)
         result = train_and_evaluate(
@@ -172,7 +172,7 @@ def test_pretrained_backbone_and_fc_go_into_every_model(pretrained_file, kind, i
     """The backbone and fc6/fc7 equal the checkpoint's; every other layer is what the same
     seed gives without --pretrained."""
     import torch
-    from frcnn_plugin.benchmark.peers import build_benchmark_model, load_pretrained_parts
+    from benchmarks.peers import build_benchmark_model, load_pretrained_parts
 
     path, source = pretrained_file
     parts = load_pretrained_parts(path)
@@ -202,7 +202,7 @@ def test_pretrained_backbone_and_fc_go_into_every_model(pretrained_file, kind, i
 
 def test_pretrained_errors_name_the_file_and_the_problem(tmp_path, pretrained_file):
     import torch
-    from frcnn_plugin.benchmark.peers import build_benchmark_model, load_pretrained_parts
+    from benchmarks.peers import build_benchmark_model, load_pretrained_parts
     from frcnn_plugin.cli import CheckpointError, MissingFileError
 
     with pytest.raises(MissingFileError, match="nope.pth"):
@@ -218,7 +218,7 @@ def test_pretrained_errors_name_the_file_and_the_problem(tmp_path, pretrained_fi
 
 
 def test_an_output_folder_keeps_one_start(tmp_path):
-    from frcnn_plugin.benchmark.ablation import run_ablation
+    from benchmarks.ablation import run_ablation
     from frcnn_plugin.cli import ConfigError
 
     out = tmp_path / "abl"
@@ -301,7 +301,7 @@ def test_every_kind_trains_on_the_same_images(tmp_path):
     same order with the same augmentations (the boxes after the random flip)."""
     import numpy as np
     import torch
-    from frcnn_plugin.benchmark.accuracy import benchmark_config, build_benchmark_trainer
+    from benchmarks.accuracy import benchmark_config, build_benchmark_trainer
 
     seen = {}
     for kind, init in [("plugin", "copied"), ("torchvision", "own"), ("torchvision", "copied"),

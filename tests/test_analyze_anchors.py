@@ -109,12 +109,12 @@ class TestAnchorFit(unittest.TestCase):
             self.assertEqual(json.load(f)["current"]["share_best_iou_ge_0.7"], 1.0)
 
     def test_report_structure_is_the_readmes(self):
-        """The README's report (Anchor fit of a data set) is the reference: the same lines, table
-        header and rows, with other numbers and lists."""
-        with open(os.path.join(REPO, "README.md")) as f:
-            readme = f.read()
-        section = readme[readme.index("### Anchor fit of a data set"):]
-        reference = re.search(r"```\n(Anchor fit of .*?)```", section, re.S).group(1)
+        """The documented report (docs/inspection.md, Anchor fit of a data set) is the reference:
+        the same lines, table header and rows, with other numbers and lists."""
+        from tests.docs_text import section
+
+        reference = re.search(r"```\n(Anchor fit of .*?)```",
+                              section("## Anchor fit of a data set"), re.S).group(1)
         name = register("frcnn_test_fit_readme", [[[16, 16, 32, 32]], [[8, 8, 40, 40]]])
         _, text = run_tool(["--config-file", os.path.join(REPO, "configs", DEMO), "--dataset",
                             name] + SMALL)

@@ -1,7 +1,7 @@
 """Bad input: config values, data sets, images, boxes, checkpoints, output folder.
 
 Each case gets a clear error naming the problem, or, for faults in single samples, a logged and
-counted skip (the catalogue is in the README (Reliability)).
+counted skip (the catalogue is in docs/reliability.md, "Bad input: what happens").
 """
 
 import json

@@ -86,7 +86,7 @@ class TestBenchmarkTool(unittest.TestCase):
                          saved["ratios"]["torchvision"]["step_time_median"])
         self.assertIsInstance(targets["train_outside_network_fraction"]["met"], bool)
         self.assertEqual(saved["ratios"], results["ratios"])
-        from frcnn_plugin.benchmark.suite import format_report
+        from benchmarks.report import format_report
 
         report = format_report(saved)
         for kind, model in saved["models"].items():
@@ -168,7 +168,7 @@ class TestScalingTask(unittest.TestCase):
         self.assertIn("GT boxes per image (training)", report)
 
     def test_size_hw_and_points(self):
-        from frcnn_plugin.benchmark.scaling import size_hw, sweep_points
+        from benchmarks.scaling import size_hw, sweep_points
 
         # the paper's 600 x 1000 and the default sweep, by hand: 5/3 of each short side
         self.assertEqual([size_hw(s) for s in (300, 450, 600, 800, 1000)],
@@ -197,7 +197,7 @@ class TestScalingTask(unittest.TestCase):
 class TestPeers(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        from frcnn_plugin.benchmark import build_benchmark_model
+        from benchmarks import build_benchmark_model
 
         cls.cfg = load_config(DEMO, *TINY[:-4], "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "1000",
                               "MODEL.RPN.POST_NMS_TOPK_TEST", "50")
@@ -235,9 +235,9 @@ class TestPeers(unittest.TestCase):
         ref = TwoMLPHead(512 * 7 * 7, box.FC_DIM)
         self.assertEqual({k: v.shape for k, v in ref.state_dict().items()},
                          {k: v.shape for k, v in head.state_dict().items()})
-        from frcnn_plugin.benchmark.peers import _torchvision_box_head
+        from benchmarks.peers import torchvision_box_head
 
-        fresh = _torchvision_box_head(512, 7, 32, 0.0)
+        fresh = torchvision_box_head(512, 7, 32, 0.0)
         bound = 1 / (512 * 7 * 7) ** 0.5  # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
         self.assertLessEqual(fresh.fc6.weight.abs().max().item(), bound)  # N(0, 0.01) exceeds it
         ref.load_state_dict(head.state_dict())
@@ -279,7 +279,7 @@ class TestPeers(unittest.TestCase):
             torch.testing.assert_close(torch.sigmoid(tv_logits), fg)
 
     def test_roi_pool_and_roi_align_map_to_torchvision_ops(self):
-        from frcnn_plugin.benchmark import build_torchvision_peer
+        from benchmarks import build_torchvision_peer
 
         for pooler, op, aligned in (("ROIPool", "RoIPool", None), ("ROIAlign", "RoIAlign", False)):
             cfg = self.cfg.clone()
@@ -293,7 +293,7 @@ class TestPeers(unittest.TestCase):
     def test_adapter_trains_and_returns_instances(self):
         from detectron2.structures import Boxes, Instances
 
-        from frcnn_plugin.benchmark import build_benchmark_model
+        from benchmarks import build_benchmark_model
 
         peer, _ = build_benchmark_model(self.cfg, "torchvision", seed=1)  # trained here
         image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
@@ -315,7 +315,7 @@ class TestPeers(unittest.TestCase):
         self.assertLessEqual(float(det.pred_boxes.tensor[:, 2].max()), 160)
 
     def test_d2_peer_uses_detectron2_builtins(self):
-        from frcnn_plugin.benchmark import d2_builtin_config
+        from benchmarks import d2_builtin_config
 
         cfg = d2_builtin_config(self.cfg)
         self.assertEqual((cfg.MODEL.META_ARCHITECTURE, cfg.MODEL.PROPOSAL_GENERATOR.NAME,
@@ -329,7 +329,7 @@ class TestInputs(unittest.TestCase):
     def test_synthetic_coco_shapes(self):
         import tempfile
 
-        from frcnn_plugin.benchmark.inputs import COCO_IMAGE_SIZES, write_synthetic_coco
+        from benchmarks.inputs import COCO_IMAGE_SIZES, write_synthetic_coco
 
         with tempfile.TemporaryDirectory() as root:
             with open(write_synthetic_coco(root, 4, seed=1)) as f:
@@ -346,7 +346,7 @@ class TestInputs(unittest.TestCase):
             self.assertEqual(len(os.listdir(os.path.join(root, "images"))), 4)
 
     def test_missing_coco_names_the_path(self):
-        from frcnn_plugin.benchmark.inputs import dataset_dicts
+        from benchmarks.inputs import dataset_dicts
 
         from detectron2.data import MetadataCatalog
 
@@ -365,7 +365,7 @@ class TestPageFaults(unittest.TestCase):
     system (the cost of an allocator that unmaps freed blocks)."""
 
     def session_faults(self, step):
-        from frcnn_plugin.benchmark.measure import Session
+        from benchmarks.measure import Session
 
         session = Session(step, lambda rounds, walls, memory, breakdown: memory,
                           torch.device("cpu"), warmup=1)
@@ -395,7 +395,7 @@ class TestPageFaults(unittest.TestCase):
     def test_allocator_settings_recorded(self):
         from unittest import mock
 
-        from frcnn_plugin.benchmark.stats import machine_info
+        from benchmarks.stats import machine_info
 
         env = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "34359738368",
                "OMP_NUM_THREADS": "2"}

@@ -257,7 +257,8 @@ class TestLaunchPath(unittest.TestCase):
         with mock.patch.object(launch_module, "detectron2_launches_cpu_processes",
                                return_value=True), \
                 mock.patch("torch.cuda.is_available", return_value=False), \
-                mock.patch("detectron2.engine.launch", lambda *a, **k: calls.append((a, k))):
+                mock.patch.object(launch_module, "d2_launch",  # detectron2.engine.launch
+                                  lambda *a, **k: calls.append((a, k))):
             launch_module.launch(fail_on_rank_1, 2, dist_url="auto", args=("x",))
         (args, kwargs), = calls
         self.assertIsInstance(args[0], launch_module._CPUProcessMain)

@@ -150,18 +150,18 @@ class TestInspectPipeline(unittest.TestCase):
 
 
 def readme_table(heading):
-    """The rows of the first table in a code block after README ``heading``, as cell lists."""
-    with open(os.path.join(REPO, "README.md")) as f:
-        text = f.read()
-    section = text[text.index(heading):]
-    block = re.search(r"```\n(\|.*?)```", section, re.S).group(1)
+    """The rows of the first table in a code block of the documentation's section ``heading``
+    (README.md or the docs/ page it moved to), as cell lists."""
+    from tests.docs_text import section
+
+    block = re.search(r"```\n(\|.*?)```", section(heading), re.S).group(1)
     return [[c.strip() for c in line.split("|")[1:-1]] for line in block.strip().splitlines()]
 
 
 class TestTraceAndRendering(unittest.TestCase):
-    """The trace is plain data, leaves the model as it was, and renders as the README shows."""
+    """The trace is plain data, leaves the model as it was, and renders as the docs show."""
 
-    # README "One image, stage by stage": the paper's setting, its three GT boxes, --mode train
+    # the docs' "One image, stage by stage": the paper's setting, its three GT boxes, --mode train
     GT = [[375, 37.5, 668.75, 331.25], [12.5, 312.5, 400, 700], [525, 287.5, 800, 562.5]]
     # rows whose value does not depend on the weights (anchors, labels, sampling, head shapes)
     WEIGHT_FREE = (

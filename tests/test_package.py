@@ -56,27 +56,63 @@ class TestPackage(unittest.TestCase):
 
 
 class TestReadme(unittest.TestCase):
+    """The README and the docs/ pages its text moved to (tests/docs_text.py)."""
+
     @classmethod
     def setUpClass(cls):
+        from tests.docs_text import docs_text
+
+        cls.text = docs_text()
         with open(os.path.join(REPO, "README.md")) as f:
-            cls.text = f.read()
+            cls.readme = f.read()
 
     def test_snippets_are_copied_from_configs(self):
         snippets = re.findall(r"<!-- snippet: (\S+) -->\n```yaml\n(.*?)```", self.text, re.S)
-        self.assertGreaterEqual(len(snippets), 3)
+        self.assertGreaterEqual(len(snippets), 9)  # anchors (3) and the swap recipes (6)
         for path, snippet in snippets:
             with open(os.path.join(REPO, path)) as f:
                 self.assertIn(snippet, f.read(), path)
 
     def test_named_files_exist(self):
-        for path in set(re.findall(r"`((?:configs|tools)/[\w./-]+\.(?:yaml|py|sh))`", self.text)):
+        named = r"`((?:configs|tools|frcnn_plugin|benchmarks|tests)/[\w./-]+\.(?:yaml|py|sh))`"
+        paths = set(re.findall(named, self.text))
+        self.assertGreater(len(paths), 40)
+        for path in paths:
             self.assertTrue(os.path.isfile(os.path.join(REPO, path)), path)
 
+    def test_named_python_objects_exist(self):
+        """Every `frcnn_plugin.x.y` (or `benchmarks.x`) the docs name imports or is an attribute
+        of what imports."""
+        import importlib
+
+        names = set(re.findall(r"`((?:frcnn_plugin|benchmarks)(?:\.\w+)+)", self.text))
+        self.assertGreater(len(names), 15)
+        for name in sorted(names):
+            parts = name.split(".")
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                except ImportError:
+                    continue
+                where = os.path.realpath(getattr(obj, "__file__", None) or REPO)
+                self.assertTrue(where.startswith(os.path.realpath(REPO) + os.sep), (name, where))
+                for attr in parts[i:]:
+                    self.assertTrue(hasattr(obj, attr), name)
+                    obj = getattr(obj, attr)
+                break
+
     def test_two_commands_and_ci(self):
-        self.assertIn("make demo", self.text)
-        self.assertIn("make test", self.text)
+        # the README itself shows the two commands that do all set-up, and what CI runs
+        block = re.search(r"```bash\n(.*?)```", self.readme, re.S).group(1)
+        self.assertRegex(block, r"(?m)^make demo\b")
+        self.assertRegex(block, r"(?m)^make test\b")
+        self.assertIn("CI (`.ci/run`)", self.readme)
         with open(os.path.join(REPO, ".ci", "run")) as f:
             self.assertIn("make test", f.read())
+        with open(os.path.join(REPO, "Makefile")) as f:
+            makefile = f.read()
+        self.assertRegex(makefile, r"(?m)^demo:")
+        self.assertRegex(makefile, r"(?m)^test:")
 
 
 class TestLoadConfig(unittest.TestCase):

@@ -198,7 +198,7 @@ class TestPredictorInit(unittest.TestCase):
     def test_refused_where_no_heads_apply_it(self):
         """detectron2's StandardROIHeads do not read the key: 'pytorch' there is an error, not
         a silently different model; 'paper' (their own initialization) is accepted."""
-        from frcnn_plugin.benchmark.peers import d2_builtin_config
+        from benchmarks.peers import d2_builtin_config
         from frcnn_plugin.cli import ConfigError
         from frcnn_plugin.config_checks import validate_frcnn_config
 

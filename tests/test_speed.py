@@ -383,7 +383,7 @@ class TestOnnxRuntimeVariant(unittest.TestCase):
     def test_onnx_row_has_the_fp32_accuracy(self):
         import json
 
-        from frcnn_plugin.benchmark.variants import onnx_runtime_available
+        from benchmarks.tricks import onnx_runtime_available
         from tests.test_benchmark import DEMO as DEMO_PATH
         from tests.test_benchmark import TINY
 
@@ -446,8 +446,8 @@ class TestPeersGetTheTricks(unittest.TestCase):
     def test_train_and_inference_tasks_give_peers_the_configs_tricks(self):
         from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-        from frcnn_plugin.benchmark import build_benchmark_model
-        from frcnn_plugin.benchmark.variants import apply_config_tricks
+        from benchmarks import build_benchmark_model
+        from benchmarks.tricks import apply_config_tricks
         from frcnn_plugin.modeling.memory_format import is_channels_last
 
         cfg = tiny("MODEL.CHANNELS_LAST", "True", "MODEL.ROI_BOX_HEAD.FC_INT8", "True",
@@ -469,7 +469,7 @@ class TestPeersGetTheTricks(unittest.TestCase):
 
 class TestVariantHook(unittest.TestCase):
     def test_registered_backend_is_built_by_its_builder(self):
-        from frcnn_plugin.benchmark import variants
+        from benchmarks import tricks
 
         calls = []
 
@@ -478,17 +478,17 @@ class TestVariantHook(unittest.TestCase):
             return build_model(cfg).eval(), {"backend": "dummy"}
 
         with self.assertRaises(ValueError):
-            variants.register_variant("int8", builder)  # a built-in trick's name
-        variants.register_variant("dummy_backend", builder)
+            tricks.register_variant("int8", builder)  # a built-in trick's name
+        tricks.register_variant("dummy_backend", builder)
         try:
-            self.assertEqual(variants.parse_variant("dummy_backend"), ("dummy_backend",))
-            _, info = variants.build_variant(tiny(), "plugin", "dummy_backend", "w.pth",
-                                             example={"image": None})
+            self.assertEqual(tricks.parse_variant("dummy_backend"), ("dummy_backend",))
+            _, info = tricks.build_variant(tiny(), "plugin", "dummy_backend", "w.pth",
+                                           example={"image": None})
             self.assertEqual(info["backend"], "dummy")
             self.assertEqual(calls, [("w.pth", {"image": None})])
             with self.assertRaises(ValueError):
-                variants.build_variant(tiny(), "torchvision", "dummy_backend", "w.pth")
+                tricks.build_variant(tiny(), "torchvision", "dummy_backend", "w.pth")
         finally:
-            variants.VARIANT_BUILDERS.pop("dummy_backend")
+            tricks.VARIANT_BUILDERS.pop("dummy_backend")
         with self.assertRaises(ValueError):
-            variants.parse_variant("int8+fp16")
+            tricks.parse_variant("int8+fp16")

@@ -10,7 +10,7 @@ Every run trains one model for SOLVER.MAX_ITER iterations with the trainer of
 tools/train_net.py (SEED = the run's seed; the same data, order, schedule and optimizer for
 every model), in its own OUTPUT_DIR (OUT_DIR/runs/<row>_<seed>), then evaluates COCO AP on
 DATASETS.TEST[0]. Rows: the plugin as configured; the
-plugin with each switch (frcnn_plugin.benchmark.ablation.SWITCHES); torchvision with its own
+plugin with each switch (benchmarks.ablation.SWITCHES); torchvision with its own
 default initialization and with the plugin's initial weights. With --pretrained, every model
 starts from that checkpoint's backbone and fc6/fc7 (as from ImageNet weights; the RPN and the
 predictor keep each model's own initialization, or the plugin's for "copied init"). Runs are
@@ -21,13 +21,19 @@ table (Markdown) goes to stdout and to OUT_DIR/ablation.md. A user's mistake end
 import argparse
 import logging
 import os
+import sys
 
-from frcnn_plugin.benchmark.ablation import (
+from frcnn_plugin.cli import ConfigError, add_debug_flag, load_config, run_cli
+
+# The benchmark lab (benchmarks/, beside tools/) is not installed with frcnn_plugin: import it
+# from this checkout, whatever the current folder.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from benchmarks.ablation import (  # noqa: E402
     PEER_ROWS, SWITCHES, format_table, run_ablation, summarize,
 )
-from frcnn_plugin.cli import ConfigError, add_debug_flag, run_cli
-from frcnn_plugin.config import load_frcnn_config
-from frcnn_plugin.config_checks import validate_frcnn_config
 
 
 def _names(allowed, what):
@@ -67,7 +73,7 @@ def main(argv=None):
         raise ConfigError("--seeds {}; allowed: an integer >= 1".format(args.seeds))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     # as train_net.py: a bad value is one error naming the allowed ones, before any run
-    cfg = validate_frcnn_config(load_frcnn_config(args.config_file, args.opts))
+    cfg = load_config(args.config_file, args.opts)
     results = run_ablation(cfg, args.switches, args.peers, list(range(args.seeds)),
                            args.out_dir, pretrained=args.pretrained,
                            plugin=not args.skip_plugin)

@@ -39,10 +39,19 @@ import json
 import logging
 import math
 import os
+import sys
 
-from frcnn_plugin.benchmark import TASKS, BenchmarkOptions, format_report, run_benchmark
-from frcnn_plugin.benchmark.suite import BenchmarkOptionError
 from frcnn_plugin.cli import add_debug_flag, run_cli
+
+# The benchmark lab (benchmarks/, beside tools/) is not installed with frcnn_plugin: import it
+# from this checkout, whatever the current folder.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from benchmarks import TASKS, BenchmarkOptions, format_report, run_benchmark  # noqa: E402
+from benchmarks.suite import BenchmarkOptionError  # noqa: E402
+from benchmarks.tricks import parse_variant  # noqa: E402
 
 # the benchmark's own user errors (besides frcnn_plugin.cli.UserError, e.g. a missing data set):
 # bad options
@@ -77,8 +86,6 @@ backend_list = choice_list("backends", BACKENDS)
 
 
 def variant_list(text):
-    from frcnn_plugin.benchmark.variants import parse_variant
-
     variants = [v for v in text.split(",") if v]
     try:
         for v in variants:

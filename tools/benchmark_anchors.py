@@ -28,8 +28,7 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_anchor_generator
 
-from frcnn_plugin.cli import UserError, add_debug_flag, run_cli
-from frcnn_plugin.config import load_frcnn_config
+from frcnn_plugin.cli import UserError, add_debug_flag, load_config, run_cli
 import frcnn_plugin.modeling.anchor_generator  # noqa: F401  (registers FRCNNAnchorGenerator)
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -42,7 +41,9 @@ PRESETS = {
 
 def build_pair(config, strides):
     """(DefaultAnchorGenerator, FRCNNAnchorGenerator) giving the same anchors."""
-    cfg = load_frcnn_config(os.path.join(CONFIGS, config))
+    # MODEL.DEVICE plays no part: the generators run on the features' device (--device)
+    cfg = load_config(os.path.join(CONFIGS, config), device="cpu").clone()
+    cfg.defrost()
     shapes = [ShapeSpec(channels=1, stride=s) for s in strides]
     ours = build_anchor_generator(cfg, shapes)
     cfg.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"

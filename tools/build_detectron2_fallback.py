@@ -35,18 +35,18 @@ import tarfile
 import tempfile
 
 
-def _load_cli():
-    """frcnn_plugin/cli.py (standard library only), loaded by path: this script runs before
-    detectron2, and so frcnn_plugin, can be imported."""
+def _load_errors():
+    """frcnn_plugin/errors.py (the user errors and run_cli; standard library only), loaded by
+    path: this script runs before detectron2, and so frcnn_plugin, can be imported."""
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "frcnn_plugin", "cli.py")
-    spec = importlib.util.spec_from_file_location("frcnn_plugin_cli", path)
+                        "frcnn_plugin", "errors.py")
+    spec = importlib.util.spec_from_file_location("frcnn_plugin_errors", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-cli = _load_cli()
+errors = _load_errors()
 
 PLACEHOLDER_C = '''"""Placeholder for detectron2's C++ extension (absent: pure-Python build).
 
@@ -156,14 +156,14 @@ def main(argv=None):
     parser.add_argument("sdist", help="path to pb1-detectron2-0.6.tar.gz")
     parser.add_argument("--sha256", required=True, help="expected sha256 of the sdist")
     parser.add_argument("--wheel-dir", required=True, help="where to write the wheel")
-    cli.add_debug_flag(parser)
+    errors.add_debug_flag(parser)
     args = parser.parse_args(argv)
 
     if not os.path.isfile(args.sdist):
-        raise cli.MissingFileError("sdist not found: {}".format(args.sdist))
+        raise errors.MissingFileError("sdist not found: {}".format(args.sdist))
     digest = sha256_of(args.sdist)
     if digest != args.sha256:
-        raise cli.UserError(
+        raise errors.UserError(
             "sha256 mismatch for {}: got {}, expected {}. Refusing to build detectron2 from an "
             "unexpected file.".format(args.sdist, digest, args.sha256)
         )
@@ -171,18 +171,18 @@ def main(argv=None):
         try:
             tar = tarfile.open(args.sdist)
         except tarfile.TarError as e:
-            raise cli.UserError("{} is not a tar archive ({}); allowed: the pb1-detectron2 0.6 "
-                                "sdist (.tar.gz)".format(args.sdist, e))
+            raise errors.UserError("{} is not a tar archive ({}); allowed: the pb1-detectron2 0.6 "
+                                   "sdist (.tar.gz)".format(args.sdist, e))
         with tar:
             members = [m for m in tar.getmembers() if "/detectron2/" in "/" + m.name]
             for m in members:
                 if m.issym() or m.islnk() or m.name.startswith("/") or ".." in m.name.split("/"):
-                    raise cli.UserError("unsafe member in sdist: {}".format(m.name))
+                    raise errors.UserError("unsafe member in sdist: {}".format(m.name))
             tar.extractall(tmp, members=members)
         tops = os.listdir(tmp)
         pkg = os.path.join(tmp, tops[0], "detectron2") if len(tops) == 1 else ""
         if not os.path.isfile(os.path.join(pkg, "__init__.py")):
-            raise cli.UserError("{} holds no detectron2 package".format(args.sdist))
+            raise errors.UserError("{} holds no detectron2 package".format(args.sdist))
         src = os.path.dirname(pkg)
         with open(os.path.join(pkg, "_C.py"), "w") as f:
             f.write(PLACEHOLDER_C)
@@ -206,4 +206,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run_cli(main)
+    errors.run_cli(main)

@@ -17,9 +17,7 @@ import subprocess
 import sys
 import time
 
-from frcnn_plugin.cli import EXIT_USER_ERROR, add_debug_flag, run_cli
-from frcnn_plugin.config import load_frcnn_config
-from frcnn_plugin.config_checks import validate_frcnn_config
+from frcnn_plugin.cli import EXIT_USER_ERROR, add_debug_flag, load_config, run_cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,7 +42,7 @@ def main(argv=None):
     add_debug_flag(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    cfg = validate_frcnn_config(load_frcnn_config(args.config_file, args.opts))
+    cfg = load_config(args.config_file, args.opts)
     out = cfg.OUTPUT_DIR
     untrained_dir = os.path.join(out, "untrained")
     flags = ["--config-file", args.config_file] + (["--debug"] if args.debug else [])

@@ -28,8 +28,12 @@ A user's mistake ends with one ``error: ...`` paragraph and exit status 2; ``--d
 import argparse
 import logging
 
+from detectron2.data.detection_utils import read_image
+
 import frcnn_plugin  # noqa: F401  (registers the components and data sets)
-from frcnn_plugin.cli import BadImageError, CheckpointError, ConfigError, add_debug_flag, run_cli
+from frcnn_plugin.cli import BadImageError, ConfigError, add_debug_flag, run_cli, weights_of
+from frcnn_plugin.data.checks import load_dataset_dicts
+from frcnn_plugin.data.mappers import BAD_IMAGE_ERRORS
 from frcnn_plugin.export import (
     BOX_ATOL,
     EXPORT_METHODS,
@@ -43,6 +47,7 @@ from frcnn_plugin.export import (
     output_path,
 )
 from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
+from frcnn_plugin.predict.inputs import expand_inputs
 
 logger = logging.getLogger("frcnn_plugin.export")
 
@@ -93,11 +98,6 @@ def argument_parser():
 def sample_images(cfg, patterns):
     """(name, image in INPUT.FORMAT) of ``--sample-image``, else of DATASETS.TEST[0]'s first
     image."""
-    from detectron2.data.detection_utils import read_image
-
-    from frcnn_plugin.data.mappers import BAD_IMAGE_ERRORS
-    from frcnn_plugin.predict.inputs import expand_inputs
-
     if patterns:
         sources = expand_inputs(patterns, flag="--sample-image")
         paths = [s.path for s in sources]
@@ -109,8 +109,6 @@ def sample_images(cfg, patterns):
         if not cfg.DATASETS.TEST:
             raise ConfigError("No --sample-image and DATASETS.TEST is empty; allowed: "
                               "--sample-image IMAGE ..., or a DATASETS.TEST data set")
-        from frcnn_plugin.data.checks import load_dataset_dicts
-
         paths = [load_dataset_dicts(cfg.DATASETS.TEST[0])[0]["file_name"]]
     samples = []
     for path in paths:
@@ -123,23 +121,10 @@ def sample_images(cfg, patterns):
     return samples
 
 
-def weights_of(cfg, args):
-    """``--weights``, else ``MODEL.WEIGHTS``; neither set is an error (``--weights ''`` asks
-    for an untrained model)."""
-    if args.weights is not None:
-        return args.weights
-    if not cfg.MODEL.WEIGHTS:
-        raise CheckpointError(
-            "No weights: MODEL.WEIGHTS is empty in {}; allowed: --weights FILE (a trained "
-            "checkpoint, e.g. OUTPUT_DIR/model_final.pth), or --weights '' for an untrained "
-            "model".format(args.config_file))
-    return cfg.MODEL.WEIGHTS
-
-
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = setup_cfg(args.config_file, list(args.opts) + ["MODEL.DEVICE", "cpu"])
+    cfg = setup_cfg(args.config_file, args.opts, device="cpu")
     check_exportable(cfg, args.export_method, args.format)
     path = output_path(args.output, args.format, args.overwrite)  # before any work
     int8_path = None
@@ -150,7 +135,8 @@ def main(argv=None):
         int8_path = output_path(args.output, "onnx_int8", args.overwrite)
         calibration = calibration_inputs(cfg, args.int8_calibration)
     samples = sample_images(cfg, args.sample_image)
-    model, untrained = build_inspection_model(cfg, weights_of(cfg, args))
+    weights = weights_of(cfg, args.weights, args.config_file)  # --weights, else MODEL.WEIGHTS
+    model, untrained = build_inspection_model(cfg, weights)
     if untrained:
         logger.warning("The weights do not set %s: this exports an untrained detector",
                        ", ".join(untrained))

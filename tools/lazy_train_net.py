@@ -29,13 +29,12 @@ evaluation uses ``dataloader.evaluator`` (the plugin's configs: by the data set'
 """
 import logging
 
-import torch
-
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import frcnn_plugin  # noqa: F401  (registers the components and data sets)
+from frcnn_plugin.cli import load_config as load_tool_config
 from frcnn_plugin.cli import run_cli
 from frcnn_plugin.config_checks import check_output_dir
 from frcnn_plugin.engine import AtomicCheckpointer
@@ -47,7 +46,6 @@ from frcnn_plugin.engine.lazy_trainer import (
 )
 from frcnn_plugin.engine.tool import argument_parser, run_tool, save_results
 from frcnn_plugin.engine.trainer import create_plugin_ddp_model
-from frcnn_plugin.lazy import load_lazy_config
 
 logger = logging.getLogger("frcnn_plugin.train_net")
 
@@ -55,12 +53,10 @@ __all__ = ["argument_parser", "cli", "load_config", "main", "setup"]
 
 
 def load_config(args):
-    """LazyConfig.load -> key=value overrides -> checks (no side effects: nothing is written)."""
-    cfg = load_lazy_config(args.config_file, args.opts)
+    """LazyConfig.load -> key=value overrides -> checks (no side effects: nothing is written):
+    :func:`frcnn_plugin.cli.load_config` of a Python config, then the keys this tool needs."""
+    cfg = load_tool_config(args.config_file, args.opts, kind="python")
     check_lazy_config(cfg, eval_only=args.eval_only)
-    if str(cfg.train.device).startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("train.device=%s but no GPU: using cpu", cfg.train.device)
-        cfg.train.device = "cpu"
     return cfg
 
 

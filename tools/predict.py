@@ -29,7 +29,7 @@ import logging
 import torch
 
 import frcnn_plugin  # noqa: F401  (registers the components and data sets)
-from frcnn_plugin.cli import CheckpointError, ConfigError, add_debug_flag, run_cli
+from frcnn_plugin.cli import CheckpointError, ConfigError, add_debug_flag, run_cli, weights_of
 from frcnn_plugin.export import BACKENDS, FILE_NAMES, check_metadata, load_exported
 from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
 from frcnn_plugin.lazy import is_lazy_config
@@ -92,12 +92,9 @@ def load_config(args):
     """The checked, frozen config, with ``--device`` and ``--score-thresh`` applied."""
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda, but CUDA is not available here; allowed: --device cpu")
-    lazy = is_lazy_config(args.config_file)
-    device = (["train.device=" + args.device] if lazy else ["MODEL.DEVICE", args.device]) \
-        if args.device else []
-    cfg = setup_cfg(args.config_file, list(args.opts) + device, allow_lazy=True)
+    cfg = setup_cfg(args.config_file, args.opts, allow_lazy=True, device=args.device)
     if cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST > args.score_thresh:
-        if lazy:
+        if is_lazy_config(args.config_file):
             cfg.set_score_thresh(args.score_thresh)
         else:
             cfg.defrost()
@@ -106,24 +103,14 @@ def load_config(args):
     return cfg
 
 
-def weights_of(cfg, args):
-    """``--weights``, else ``MODEL.WEIGHTS``; neither set is an error (``--weights ''`` asks
-    for an untrained model). Another backend than eager needs ``--weights``, the exported
-    file."""
+def check_backend_weights(args):
+    """Another backend than eager runs an exported file: ``--weights`` is needed (the config's
+    ``MODEL.WEIGHTS`` is a checkpoint)."""
     if args.backend != "eager" and not args.weights:
         raise CheckpointError(
             "--backend {} runs an exported file: give it as --weights FILE (the {} written by "
             "tools/export_model.py --format {}); allowed: --weights FILE, or --backend "
             "eager".format(args.backend, FILE_NAMES[args.backend], args.backend))
-    if args.weights is not None:
-        return args.weights
-    if not cfg.MODEL.WEIGHTS:
-        raise CheckpointError(
-            "No weights: MODEL.WEIGHTS is empty in {} (a Python config: train.init_checkpoint); "
-            "allowed: --weights FILE (a trained "
-            "checkpoint, e.g. OUTPUT_DIR/model_final.pth), or --weights '' for an untrained "
-            "model".format(args.config_file))
-    return cfg.MODEL.WEIGHTS
 
 
 def load_exported_model(cfg, path, args):
@@ -147,7 +134,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args)
     plan = plan_outputs(args.input, args.output, overwrite=args.overwrite)  # before any work
-    weights = weights_of(cfg, args)
+    check_backend_weights(args)
+    weights = weights_of(cfg, args.weights, args.config_file)  # --weights, else MODEL.WEIGHTS
     if args.backend == "eager":
         model, untrained = build_inspection_model(cfg, weights)
         if untrained:

@@ -28,19 +28,18 @@ multi-process training and bad data.
 
 import logging
 
-import torch
-
 import detectron2.utils.comm as comm
 from detectron2.engine import default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 import frcnn_plugin  # noqa: F401  (registers the components and data sets)
+from frcnn_plugin.cli import load_config as load_tool_config
 from frcnn_plugin.cli import run_cli
-from frcnn_plugin.config import load_frcnn_config
-from frcnn_plugin.config_checks import check_output_dir, config_errors, validate_frcnn_config
+from frcnn_plugin.config_checks import check_output_dir, config_errors
 from frcnn_plugin.engine import AtomicCheckpointer, Trainer
 from frcnn_plugin.engine.tool import argument_parser, run_tool, save_results
+from frcnn_plugin.modeling.quantize import prepare_for_inference
 
 logger = logging.getLogger("frcnn_plugin.train_net")
 
@@ -49,16 +48,8 @@ __all__ = ["argument_parser", "cli", "load_config", "main", "setup"]
 
 def load_config(args):
     """get_cfg -> add_frcnn_config -> merge file -> merge opts -> checks -> freeze (no side
-    effects: nothing is written)."""
-    cfg = load_frcnn_config(args.config_file, args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning(
-            "MODEL.DEVICE=%s but no GPU: using cpu", cfg.MODEL.DEVICE
-        )
-        cfg.MODEL.DEVICE = "cpu"
-    validate_frcnn_config(cfg)
-    cfg.freeze()
-    return cfg
+    effects: nothing is written): :func:`frcnn_plugin.cli.load_config`."""
+    return load_tool_config(args.config_file, args.opts)
 
 
 def setup(args):
@@ -83,8 +74,6 @@ def main(args):
             )
         else:
             logger.warning("--eval-only with MODEL.WEIGHTS empty: evaluating an untrained model")
-        from frcnn_plugin.modeling.quantize import prepare_for_inference
-
         prepare_for_inference(cfg, model.eval())  # FC_INT8, BF16_AUTOCAST
         res = Trainer.test(cfg, model)
         if comm.is_main_process():

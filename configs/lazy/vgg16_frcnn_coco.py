@@ -4,7 +4,8 @@ config: the twin of configs/vgg16_frcnn.yaml. Schedule for 8 GPUs, 1 image each 
 
     python tools/lazy_train_net.py --config-file configs/lazy/vgg16_frcnn_coco.py --num-gpus 8
 
-Initialize from torchvision's ImageNet VGG16: python tools/convert_vgg_weights.py (README).
+Initialize from torchvision's ImageNet VGG16: python tools/convert_vgg_weights.py
+(docs/training.md).
 """
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L

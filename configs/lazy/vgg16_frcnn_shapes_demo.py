@@ -16,7 +16,7 @@ IMS_PER_BATCH = 8
 MAX_ITER = 250
 
 # --- model: the paper's VGG16 Faster R-CNN, batch-norm, from scratch, 3 classes, 128 px
-model.channels_last = False          # no faster at 128 px (BENCHMARKS.md)
+model.channels_last = False          # no faster at 128 px (docs/benchmarks*.md)
 model.backbone.norm = "BN"           # the batch-norm variant trains from scratch
 model.backbone.freeze_at = 0         # train every layer
 model.proposal_generator.anchor_generator.scales = [[2, 4, 6]]  # 32, 64, 96 px anchors
@@ -25,7 +25,7 @@ model.roi_heads.num_classes = 3
 model.roi_heads.batch_size_per_image = 64
 model.roi_heads.box_head.fc_dim = 512
 model.roi_heads.box_head.dropout = 0.0
-# not the paper's, measured better here (README "Accuracy against torchvision"): RoIAlign and
+# not the paper's, measured better here (docs/accuracy.md): RoIAlign and
 # the predictor's nn.Linear initialization
 model.roi_heads.box_pooler.pooler_type = "ROIAlignV2"
 model.roi_heads.predictor_init = "pytorch"

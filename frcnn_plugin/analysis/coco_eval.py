@@ -10,16 +10,24 @@ import contextlib
 import io
 import json
 import os
+import warnings
 from typing import Dict, List
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
-from ..cli import DataError, MissingFileError
+from detectron2.data import MetadataCatalog
+from detectron2.data.datasets.coco import convert_to_coco_json
 
-__all__ = ["load_ground_truth", "load_results", "run_cocoeval", "per_class_ap", "pr_curves"]
+from ..data.checks import load_dataset_dicts
+from ..errors import DataError, MissingFileError
+
+__all__ = ["quiet_pycocotools", "load_ground_truth", "load_results", "run_cocoeval", "per_class_ap",
+           "pr_curves"]
 
 
-def _quiet():
+def quiet_pycocotools():
     """pycocotools prints to stdout; keep the tool's output to its own tables."""
     return contextlib.redirect_stdout(io.StringIO())
 
@@ -31,18 +39,12 @@ def load_ground_truth(dataset_name: str, cache_dir: str):
         dataset_name (str): a registered data set (checked by the plugin's loader).
         cache_dir (str): where ``convert_to_coco_json`` writes a data set without a JSON file.
     """
-    from detectron2.data import MetadataCatalog
-    from detectron2.data.datasets.coco import convert_to_coco_json
-    from pycocotools.coco import COCO
-
-    from ..data.checks import load_dataset_dicts
-
     load_dataset_dicts(dataset_name)  # unknown names, missing files: the plugin's errors
     json_file = MetadataCatalog.get(dataset_name).get("json_file", None)
     if not json_file:
         json_file = os.path.join(cache_dir, dataset_name + "_coco_format.json")
         convert_to_coco_json(dataset_name, json_file)
-    with _quiet():
+    with quiet_pycocotools():
         return COCO(json_file)
 
 
@@ -92,11 +94,9 @@ def run_cocoeval(gt, results: List[dict], iou_thrs=None, max_dets=None):
         iou_thrs (list[float] or None): ``params.iouThrs`` (default COCO's 0.5:0.95).
         max_dets (list[int] or None): ``params.maxDets`` (default [1, 10, 100]).
     """
-    from pycocotools.cocoeval import COCOeval
-
     if not results:
         return None
-    with _quiet():
+    with quiet_pycocotools():
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, "bbox")
         if iou_thrs is not None:
@@ -159,8 +159,6 @@ def pr_curves(gt, ev, iou: float) -> Dict[str, np.ndarray]:
 
 @contextlib.contextmanager
 def _warnings_off():
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield

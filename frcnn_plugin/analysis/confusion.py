@@ -9,6 +9,7 @@ box at (GT class, background): a missed object. Crowd GT boxes are left out.
 from typing import List, Tuple
 
 import numpy as np
+from pycocotools import mask as mask_util
 
 __all__ = ["confusion_matrix"]
 
@@ -24,8 +25,6 @@ def confusion_matrix(gt, results: List[dict], iou_thresh: float = 0.5,
         (matrix, names): (K + 1) x (K + 1) int64 counts, rows GT class then background, columns
         predicted class then background; ``names`` the K class names and "background".
     """
-    from pycocotools import mask as mask_util
-
     cat_ids = gt.getCatIds()
     index = {c: i for i, c in enumerate(cat_ids)}
     k = len(cat_ids)

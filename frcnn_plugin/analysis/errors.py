@@ -15,8 +15,10 @@ import copy
 from typing import Dict, List
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
-from .coco_eval import _quiet
+from .coco_eval import quiet_pycocotools
 
 __all__ = ["ERROR_STEPS", "error_breakdown"]
 
@@ -24,9 +26,7 @@ ERROR_STEPS = ("C75", "C50", "Loc", "Sim", "Oth", "BG", "FN")
 
 
 def _evaluate(gt, dt, iou_thrs, cat_ids=None):
-    from pycocotools.cocoeval import COCOeval
-
-    with _quiet():
+    with quiet_pycocotools():
         ev = COCOeval(gt, dt, "bbox")
         ev.params.iouThrs = np.asarray(iou_thrs, dtype=np.float64)
         ev.params.maxDets = [100]
@@ -40,13 +40,11 @@ def _evaluate(gt, dt, iou_thrs, cat_ids=None):
 def _forgiving(gt, cat_id: int, forgiven):
     """A copy of ``gt`` whose boxes of the ``forgiven`` classes are ignored crowd boxes of
     ``cat_id``."""
-    from pycocotools.coco import COCO
-
     data = copy.deepcopy(gt.dataset)
     for a in data["annotations"]:
         if a["category_id"] in forgiven:
             a.update(category_id=cat_id, iscrowd=1, ignore=1)
-    with _quiet():
+    with quiet_pycocotools():
         out = COCO()
         out.dataset = data
         out.createIndex()
@@ -67,7 +65,7 @@ def error_breakdown(gt, results: List[dict]) -> Dict[str, np.ndarray]:
         for v in out.values():
             v[-1] = 1.0
         return out
-    with _quiet():
+    with quiet_pycocotools():
         dt = gt.loadRes(results)
     base = _evaluate(gt, dt, [0.75, 0.5, 0.1])[:, :, :, 0, 0]  # 3 x R x K
     ps = np.zeros((len(ERROR_STEPS), base.shape[1], len(cats)))
@@ -83,7 +81,7 @@ def error_breakdown(gt, results: List[dict]) -> Dict[str, np.ndarray]:
                 ps[step, :, k] = 0
                 continue
             g = _forgiving(gt, cid, forgiven)
-            with _quiet():
+            with quiet_pycocotools():
                 d = g.loadRes(dets)
             ps[step, :, k] = _evaluate(g, d, [0.1], cat_ids=[cid])[0, :, 0, 0, 0]
     ps[ps == -1] = 0

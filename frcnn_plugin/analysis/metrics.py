@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..cli import DataError, MissingFileError
+from ..errors import DataError, MissingFileError
 
 __all__ = ["PANELS", "load_metrics", "smooth", "plot_metrics"]
 
@@ -66,6 +66,7 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
 def plot_metrics(runs: Dict[str, Dict[str, List[tuple]]], path: str, window: int = 1) -> str:
     """One PNG, one panel per :data:`PANELS` entry some run has; runs by colour, keys by line
     style."""
+    from matplotlib import rcParams  # deferred: matplotlib (only the pictures need it)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -79,7 +80,7 @@ def plot_metrics(runs: Dict[str, Dict[str, List[tuple]]], path: str, window: int
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     styles = ("-", "--", ":", "-.")
-    colors = [c["color"] for c in __import__("matplotlib").rcParams["axes.prop_cycle"]]
+    colors = [c["color"] for c in rcParams["axes.prop_cycle"]]
     for ax, (title, keys) in zip(axes, panels):
         for r, (label, series) in enumerate(runs.items()):
             for s, key in enumerate(keys):

@@ -14,6 +14,7 @@ MAX_LEGEND = 12  # classes named in a legend at most
 
 
 def _figure(w, h):
+    # deferred: matplotlib (only the pictures need it)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -37,7 +37,7 @@ from detectron2.data.build import (
 from detectron2.data.detection_utils import check_metadata_consistency
 from detectron2.structures import BoxMode
 
-from ..cli import ConfigError, DataError, MissingFileError, UnknownDatasetError, UserError
+from ..errors import ConfigError, DataError, MissingFileError, UnknownDatasetError, UserError
 from ..files import is_local
 from .shapes import prepare_dataset
 

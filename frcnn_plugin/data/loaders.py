@@ -13,12 +13,15 @@ arguments, so a model-zoo ``dataloader`` config only changes its targets
 
 The YAML trainer (:class:`frcnn_plugin.engine.Trainer`) builds the same objects from a CfgNode.
 """
+from detectron2.config import get_cfg
 from detectron2.data import (
     DatasetFromList,
     build_detection_test_loader,
     build_detection_train_loader,
 )
+from detectron2.data.build import _train_loader_from_config
 
+from ..errors import ConfigError
 from .checks import checked_test_dataset_dicts, checked_train_dataset_dicts
 from .mappers import NameBadImages, SkipBadSamples
 
@@ -52,9 +55,6 @@ def detectron2_train_sampler(dataset, seed=-1):
     makes for ``dataset`` with ``SEED`` = ``seed``: a ``TrainingSampler`` seeded with ``seed``
     in upstream main, with a seed shared by all processes in v0.6. Python configs get the same
     sampler, so that a config's Python twin draws the images in the same order."""
-    from detectron2.config import get_cfg
-    from detectron2.data.build import _train_loader_from_config
-
     cfg = get_cfg()
     cfg.SEED = int(seed)
     return _train_loader_from_config(cfg, mapper=_identity, dataset=dataset)["sampler"]
@@ -95,8 +95,6 @@ def test_dataset_dicts(names, filter_empty=False):
     file checked (:func:`checked_test_dataset_dicts`). ``filter_empty`` is accepted for the
     signature of ``get_detection_dataset_dicts`` in detectron2's configs; test sets keep every
     image, so only False is allowed."""
-    from ..cli import ConfigError
-
     if not isinstance(names, str):
         names = list(names)
         if len(names) != 1:

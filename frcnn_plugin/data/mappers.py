@@ -23,7 +23,7 @@ import zlib
 
 from PIL import Image
 
-from ..cli import BadImageError, ConfigError
+from ..errors import BadImageError, ConfigError
 
 __all__ = ["BAD_IMAGE_ERRORS", "SKIPPED_KEY", "SkipBadSamples", "NameBadImages", "pop_skipped"]
 

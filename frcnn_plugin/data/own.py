@@ -28,7 +28,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances, register_pascal_voc
 
-from ..cli import ConfigError, DataError, MissingFileError, UserError
+from ..errors import ConfigError, DataError, MissingFileError, UserError
 from ..files import is_local
 
 __all__ = ["FORMATS", "register_dataset", "register_datasets", "register_config_datasets"]

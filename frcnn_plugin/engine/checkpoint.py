@@ -21,8 +21,9 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-from ..cli import CheckpointError, MissingFileError
+from ..errors import CheckpointError, MissingFileError
 from ..files import atomic_write, is_local
+from ..modeling.fc_svd import adapt_fc_state_dict
 
 __all__ = ["AtomicCheckpointer", "TAG_FILE"]
 
@@ -137,8 +138,6 @@ class AtomicCheckpointer(DetectionCheckpointer):
         if isinstance(checkpoint.get("model"), dict):
             # truncated-SVD fc layers (MODEL.ROI_BOX_HEAD.FC_SVD_RANKS): factorize full weights,
             # or factors of another rank, before detectron2 compares shapes
-            from ..modeling.fc_svd import adapt_fc_state_dict
-
             adapt_fc_state_dict(self.model, checkpoint["model"])
         incompatible = super()._load_model(checkpoint)
         if incompatible is None:

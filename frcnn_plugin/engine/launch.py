@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from detectron2.engine import launch as d2_launch
 from detectron2.utils import comm
 
 __all__ = ["launch", "DistributedTrainingError", "DEFAULT_TIMEOUT",
@@ -112,8 +113,6 @@ def launch(main_func, num_processes, num_machines=1, machine_rank=0, dist_url=No
         if not use_cuda:
             main_func = _CPUProcessMain(main_func, num_processes)
         if use_cuda or (not torch.cuda.is_available() and detectron2_launches_cpu_processes()):
-            from detectron2.engine import launch as d2_launch
-
             return d2_launch(main_func, num_processes, num_machines=num_machines,
                              machine_rank=machine_rank, dist_url=dist_url, args=args,
                              timeout=timeout)

@@ -33,7 +33,8 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.solver import LRMultiplier
 from detectron2.utils import comm
 
-from ..cli import ConfigError
+from ..errors import ConfigError
+from ..inspection.cli import LazyInspectionConfig
 from ..lazy import lazy_config_errors
 from .checkpoint import AtomicCheckpointer
 from .train_loop import NonFiniteLossGuard
@@ -150,8 +151,6 @@ class LazyTrainer(TrainerStateMixin, TrainerBase):
         ret = add_plugin_hooks(self, [h for h in ret if h is not None], self.nonfinite_guard,
                                train.get("sync_check_period", 0))
         if train.get("vis_period", 0) > 0:
-            from ..inspection.cli import LazyInspectionConfig
-
             insert_vis_hook(ret, PredictionVisHook(
                 period=train.vis_period,
                 dataset_name=self.cfg.dataloader.test.dataset.names,

@@ -21,7 +21,7 @@ import tempfile
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
-from ..cli import UserError, add_debug_flag
+from ..errors import UserError, add_debug_flag
 from .launch import DistributedTrainingError, launch
 
 __all__ = ["argument_parser", "process_main", "run_tool", "save_results"]

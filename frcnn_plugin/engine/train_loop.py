@@ -52,9 +52,9 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-from ..cli import ConfigError
 from ..config_checks import NONFINITE_LOSS_MODES
 from ..data.mappers import pop_skipped
+from ..errors import ConfigError
 
 __all__ = ["NonFiniteLossGuard"]
 

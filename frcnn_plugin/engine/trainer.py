@@ -25,6 +25,7 @@ from detectron2.engine import (
     SimpleTrainer,
     TrainerBase,
     create_ddp_model,
+    defaults,
     hooks as d2_hooks,
 )
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
@@ -57,7 +58,7 @@ EVALUATOR_TYPES = ("coco", "pascal_voc")
 
 def has_detectron2_cpp_ops() -> bool:
     """False when detectron2's C++ extension is missing or is the set-up's placeholder."""
-    try:
+    try:  # a probe, here: the extension is optional (absent in a pure-Python build)
         from detectron2 import _C
     except ImportError:
         return False
@@ -129,7 +130,6 @@ def _cpu_ddp_in_default_trainer(device):
     if comm.get_world_size() == 1 or torch.device(device).type != "cpu":
         yield
         return
-    from detectron2.engine import defaults
 
     original = defaults.create_ddp_model
     defaults.create_ddp_model = functools.partial(create_plugin_ddp_model, device=device)

@@ -14,7 +14,7 @@ import torch
 
 from detectron2.structures import Boxes, Instances
 
-from ..cli import CheckpointError, ConfigError, MissingFileError
+from ..errors import CheckpointError, ConfigError, MissingFileError
 from .exporter import FORMATS, METADATA_KEY, METADATA_VERSION, quiet_deprecations
 
 __all__ = ["BACKENDS", "ExportedModel", "TorchScriptModel", "OnnxModel", "load_exported",
@@ -104,7 +104,7 @@ class OnnxModel(ExportedModel):
 
     def __init__(self, path: str, data: Optional[bytes] = None):
         try:
-            import onnxruntime
+            import onnxruntime  # deferred: optional (frcnn_plugin[export])
         except ImportError:
             raise ConfigError(
                 "--backend onnx needs onnxruntime, which is not installed; allowed: pip install "

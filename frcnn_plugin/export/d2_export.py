@@ -14,6 +14,8 @@ import os
 import sys
 import types
 
+import detectron2
+
 __all__ = ["d2_export_module", "TracingAdapter", "dump_torchscript_IR"]
 
 
@@ -26,8 +28,6 @@ def d2_export_module(name: str):
     except ImportError as e:
         if "caffe2" not in str(e):
             raise
-        import detectron2
-
         package = types.ModuleType("detectron2.export")
         package.__path__ = [os.path.join(os.path.dirname(detectron2.__file__), "export")]
         package.__package__ = "detectron2.export"

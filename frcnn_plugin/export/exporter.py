@@ -12,6 +12,8 @@ follow the input), so images of other sizes run too; the batch size is 1. Each f
 metadata of :data:`METADATA_KEY` (the input settings, the input and output names), which
 :mod:`frcnn_plugin.export.backends` reads.
 """
+import importlib
+import inspect
 import io
 import json
 import warnings
@@ -19,7 +21,9 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from ..cli import ConfigError
+import detectron2
+
+from ..errors import ConfigError
 from .d2_export import TracingAdapter
 
 __all__ = [
@@ -87,8 +91,6 @@ def check_exportable(cfg, method: str, fmt: str):
 
 
 def _importable(name: str) -> bool:
-    import importlib
-
     try:
         importlib.import_module(name)
     except ImportError:
@@ -98,8 +100,6 @@ def _importable(name: str) -> bool:
 
 def export_metadata(cfg, method: str, fmt: str, sample_size: Tuple[int, int]) -> Dict:
     """What a backend needs to feed the exported model as the eager one is fed."""
-    import detectron2
-
     return {
         "version": METADATA_VERSION,
         "method": method,
@@ -167,7 +167,7 @@ def export_bytes(adapter: TracingAdapter, fmt: str, metadata: Dict) -> bytes:
                 name: {0: "detections"} for name in OUTPUT_NAMES}},
             **kwargs)
     adapter.eval()  # torch.onnx.export restores the mode it found; keep eval for sure
-    import onnx
+    import onnx  # deferred: optional (frcnn_plugin[export])
 
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(proto, {METADATA_KEY: text})
@@ -188,6 +188,4 @@ def quiet_deprecations():
 
 
 def _onnx_export_parameters():
-    import inspect
-
     return inspect.signature(torch.onnx.export).parameters

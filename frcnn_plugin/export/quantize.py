@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 from .backends import onnx_feed
 from .exporter import METADATA_KEY
 
@@ -33,7 +33,7 @@ QUANT_OP_TYPES = ("Conv", "Gemm")
 
 def _require_quantization():
     try:
-        from onnxruntime import quantization
+        from onnxruntime import quantization  # deferred: optional (frcnn_plugin[export])
     except ImportError:
         raise ConfigError("int8 quantization of an ONNX model needs onnxruntime, which is not "
                           "installed; allowed: pip install onnx onnxruntime (or "
@@ -55,7 +55,7 @@ def quantize_onnx_int8(data: bytes, calibration: Sequence[dict],
     Returns:
         bytes: the quantized ONNX file, with the export metadata and its ``quantization``.
     """
-    import onnx
+    import onnx  # deferred: optional (frcnn_plugin[export])
 
     q = _require_quantization()
     calibration = list(calibration)

@@ -13,13 +13,18 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..cli import ConfigError, OutputExistsError, UserError
+from detectron2.structures import pairwise_iou
+
+from ..data import FRCNNDatasetMapper
+from ..data.checks import load_dataset_dicts
+from ..errors import ConfigError, OutputExistsError, UserError
 from ..files import atomic_write
 from ..predict.predictor import BatchPredictor
 from .backends import load_exported
 from .check import (BOX_ATOL, SCORE_ATOL, Comparison, compare_instances, comparison_table,
                     text_table)
 from .exporter import FILE_NAMES, check_exportable, export_bytes, export_metadata, trace_adapter
+from .quantize import quantize_onnx_int8
 
 __all__ = ["ExportCheckError", "ExportReport", "output_path", "export_model", "exported_model",
            "calibration_inputs", "export_int8"]
@@ -113,8 +118,6 @@ def exported_model(cfg, model, sample: dict, fmt: str, method: str = "tracing",
     metadata = export_metadata(cfg, method, fmt, tuple(sample["image"].shape[-2:]))
     data = export_bytes(trace_adapter(model.cpu(), sample), fmt, metadata)
     if int8_calibration is not None:
-        from .quantize import quantize_onnx_int8
-
         data = quantize_onnx_int8(data, int8_calibration)
     return load_exported("<{} in memory>".format(fmt), fmt, data=data)
 
@@ -135,8 +138,6 @@ INT8_SCORE = 0.5
 
 def compare_int8(name: str, eager, int8) -> Int8Comparison:
     """:class:`Int8Comparison` of two ``Instances``."""
-    from detectron2.structures import pairwise_iou
-
     a = eager.to("cpu")[eager.scores.cpu() >= INT8_SCORE]
     b = int8.to("cpu")[int8.scores.cpu() >= INT8_SCORE]
     iou = pairwise_iou(a.pred_boxes, b.pred_boxes)
@@ -169,9 +170,6 @@ def calibration_inputs(cfg, num_images: int, dataset: Optional[str] = None) -> L
     Raises:
         ConfigError: no data set, or ``num_images`` < 1.
     """
-    from ..data import FRCNNDatasetMapper
-    from ..data.checks import load_dataset_dicts
-
     if num_images < 1:
         raise ConfigError("--int8-calibration {}; allowed: a number of images >= 1".format(
             num_images))
@@ -191,8 +189,6 @@ def export_int8(cfg, model, samples: Sequence[Tuple[str, np.ndarray]], fp32_path
     write it to ``path`` atomically and compare it with the eager ``model`` on ``samples``.
     The differences are reported, not checked: int8 changes the outputs by design (its AP is
     measured by ``tools/benchmark.py --task variants --variants onnx_int8``)."""
-    from .quantize import quantize_onnx_int8
-
     start = time.perf_counter()
     with open(fp32_path, "rb") as f:
         data = quantize_onnx_int8(f.read(), calibration)

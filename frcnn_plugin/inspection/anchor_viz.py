@@ -113,7 +113,7 @@ def iou_heatmap(trace, gt_index: int = 0, level: int = 0) -> np.ndarray:
 def draw_iou_heatmap(trace, scale: int = 1, gt_index: int = 0, level: int = 0) -> Canvas:
     """The IoU heat-map blended over the image (each feature cell covers stride × stride
     pixels), the values written in cells large enough, and the GT box in green."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib (only the pictures need it)
 
     heat = iou_heatmap(trace, gt_index, level)
     stride = trace.strides[level]

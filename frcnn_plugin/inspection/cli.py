@@ -12,13 +12,16 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from detectron2.config import instantiate
 from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 
-from ..cli import ConfigError, UserError, add_debug_flag
-from ..config import load_frcnn_config
-from ..config_checks import config_errors, validate_frcnn_config
+from ..cli import load_config
+from ..config_checks import config_errors
 from ..engine.checkpoint import AtomicCheckpointer
+from ..errors import ConfigError, UserError, add_debug_flag
+from ..lazy import is_lazy_config, lazy_config_errors
+from ..modeling.quantize import prepare_for_inference
 from .inputs import InspectionInput, load_dataset_input, load_image_input
 
 __all__ = [
@@ -136,29 +139,19 @@ def _dataset_names(loader) -> tuple:
     return (names,) if isinstance(names, str) else tuple(names)
 
 
-def setup_cfg(config_file: str, opts: Optional[List[str]] = None, allow_lazy: bool = False):
-    """load_frcnn_config (get_cfg + add_frcnn_config + the file + the overrides), checked by
-    validate_frcnn_config, frozen; MODEL.DEVICE falls back to "cpu" without CUDA. With
-    ``allow_lazy`` a Python config (``*.py``, ``key=value`` overrides) gives a
+def setup_cfg(config_file: str, opts: Optional[List[str]] = None, allow_lazy: bool = False,
+              device: Optional[str] = None):
+    """The tool's config by :func:`frcnn_plugin.cli.load_config` (a YAML config checked and
+    frozen; ``device``: ``MODEL.DEVICE``, else a CUDA device falls back to "cpu" without CUDA).
+    With ``allow_lazy`` a Python config (``*.py``, ``key=value`` overrides) gives a
     :class:`LazyInspectionConfig`.
 
     Raises:
-        UserError: a missing config file, a bad key or value (see :mod:`frcnn_plugin.cli`).
+        UserError: a missing config file, a bad key or value (see :mod:`frcnn_plugin.errors`).
     """
-    from ..lazy import is_lazy_config, load_lazy_config
-
-    if is_lazy_config(config_file):
-        if not allow_lazy:
-            raise ConfigError("{}: a Python config; this tool reads YAML configs only "
-                              "(tools/inspect_pipeline.py, tools/visualize_anchors.py and "
-                              "tools/predict.py read both)".format(config_file))
-        return LazyInspectionConfig(load_lazy_config(config_file, opts))
-    cfg = load_frcnn_config(config_file, opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    validate_frcnn_config(cfg)
-    cfg.freeze()
-    return cfg
+    cfg = load_config(config_file, opts or (), kind="any" if allow_lazy else "yaml",
+                      device=device)
+    return LazyInspectionConfig(cfg) if is_lazy_config(config_file) else cfg
 
 
 def build_inspection_model(cfg, weights: Optional[str] = None) -> Tuple[torch.nn.Module, list]:
@@ -187,10 +180,6 @@ def build_inspection_model(cfg, weights: Optional[str] = None) -> Tuple[torch.nn
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED)
     if isinstance(cfg, LazyInspectionConfig):
-        from detectron2.config import instantiate
-
-        from ..lazy import lazy_config_errors
-
         with lazy_config_errors("model"):
             model = instantiate(cfg.lazy.model)
         model.to(cfg.MODEL.DEVICE)
@@ -205,7 +194,6 @@ def build_inspection_model(cfg, weights: Optional[str] = None) -> Tuple[torch.nn
     else:
         logger.info("No weights given: the model is untrained (random initialization)")
         unloaded = [n for n, _ in model.named_parameters()]
-    from ..modeling.quantize import prepare_for_inference
 
     return prepare_for_inference(cfg, model.eval()), untrained_heads(unloaded)
 

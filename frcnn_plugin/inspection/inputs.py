@@ -16,9 +16,9 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode, Instances
 
-from ..cli import BadImageError, MissingFileError, UserError
 from ..data.checks import load_dataset_dicts
 from ..data.mappers import BAD_IMAGE_ERRORS
+from ..errors import BadImageError, MissingFileError, UserError
 
 __all__ = [
     "InspectionInput", "test_resize", "read_image", "load_image_input", "load_dataset_input"

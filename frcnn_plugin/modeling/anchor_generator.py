@@ -28,7 +28,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ANCHOR_GENERATOR_REGISTRY
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["FRCNNAnchorGenerator", "per_level_lists", "uses_explicit_sizes"]
 

@@ -7,7 +7,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_BOX_HEAD_REGISTRY
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 from .fc_svd import SVDLinear
 
 __all__ = ["VGGFCHead"]

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..cli import CheckpointError
+from ..errors import CheckpointError
 
 __all__ = [
     "SVDLinear",

@@ -29,7 +29,7 @@ in float32 (ratio anchors have irrational sides) those IoUs differ in the last b
 """
 from detectron2.modeling.matcher import Matcher
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["BestAnchorMatcher"]
 

@@ -26,8 +26,8 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList
 
-from ..cli import ConfigError
 from ..data.dataset_mapper import INPUT_SCALE_KEY
+from ..errors import ConfigError
 from .memory_format import apply_channels_last
 
 __all__ = ["FRCNNGeneralizedRCNN", "original_sizes"]

@@ -21,7 +21,7 @@ from typing import List
 import torch
 from torch import nn
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 from .memory_format import submodules_at
 
 __all__ = ["quantize_fc_int8", "apply_bf16_autocast", "prepare_for_inference", "INT8_MODULES",
@@ -40,7 +40,7 @@ _logged = []
 
 
 def _quantize_dynamic():
-    try:
+    try:  # a probe, here: a later torch may drop it (only FC_INT8 needs it)
         from torch.ao.quantization import quantize_dynamic
     except ImportError as e:  # pragma: no cover - a future torch
         raise ConfigError(

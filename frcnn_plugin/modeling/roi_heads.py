@@ -31,7 +31,7 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 from .sampling import build_sampler
 from .soft_nms import SoftNMSOutputLayers
 

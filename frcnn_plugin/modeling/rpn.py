@@ -40,7 +40,7 @@ from detectron2.modeling.proposal_generator.rpn import RPN, RPN_HEAD_REGISTRY, S
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 from .matcher import BestAnchorMatcher
 from .sampling import build_sampler, rpn_sampler_names
 

@@ -15,11 +15,12 @@ arguments, so they are reusable from plain Python::
 from typing import Mapping, Optional, Tuple
 
 import torch
+from torchvision.ops import nms
 
 from detectron2.modeling.sampling import subsample_labels
 from detectron2.utils.registry import Registry
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "FRCNN_SAMPLER_REGISTRY",
@@ -194,8 +195,6 @@ class OHEMSampler:
             loss (ties: the lower index first), none overlapping a harder kept one by more than
             ``nms_thresh``.
         """
-        from torchvision.ops import nms
-
         order = torch.sort(losses, descending=True, stable=True).indices
         if self.nms_thresh < 1.0 and len(order):
             # ranks as scores: no ties, so the NMS keeps the stable order above

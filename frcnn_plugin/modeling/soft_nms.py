@@ -26,7 +26,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import (
 )
 from detectron2.structures import Instances, pairwise_iou, Boxes
 
-from ..cli import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["SOFT_NMS_METHODS", "soft_nms", "batched_soft_nms", "SoftNMSOutputLayers"]
 

@@ -5,7 +5,8 @@ from typing import List, NamedTuple, Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 
-from ..cli import UserError
+from ..data.checks import load_dataset_dicts
+from ..errors import UserError
 
 __all__ = ["ClassInfo", "class_info"]
 
@@ -40,8 +41,6 @@ def _needs_loading(meta):
 
 
 def _from_metadata(name):
-    from ..data.checks import load_dataset_dicts
-
     meta = MetadataCatalog.get(name)
     if _needs_loading(meta):
         try:

@@ -4,7 +4,7 @@ import glob
 import os
 from typing import List, NamedTuple, Sequence
 
-from ..cli import MissingFileError, OutputError, OutputExistsError
+from ..errors import MissingFileError, OutputError, OutputExistsError
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -31,8 +31,8 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image, UnidentifiedImageError
 
-from ..cli import BadImageError
 from ..data.mappers import BAD_IMAGE_ERRORS
+from ..errors import BadImageError
 from ..files import atomic_write
 from .classes import ClassInfo, class_info
 from .inputs import Source, check_outputs, expand_inputs, output_names

@@ -4,7 +4,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..cli import OutputError
+from ..errors import OutputError
 
 __all__ = ["VideoReader", "VideoWriter", "count_frames", "FOURCC"]
 

@@ -6,8 +6,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ...cli import DataError
 from ...data.checks import load_dataset_dicts
+from ...errors import DataError
 from .data import dataset_gt_boxes
 from .scoring import AnchorFitter, AnchorSpec, FitStats
 from .search import suggest_anchors

@@ -8,7 +8,7 @@ import numpy as np
 from detectron2.data.transforms import ResizeShortestEdge
 from detectron2.structures import BoxMode
 
-from ...cli import DataError
+from ...errors import DataError
 
 __all__ = ["dataset_gt_boxes"]
 

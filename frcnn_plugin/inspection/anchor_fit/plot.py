@@ -12,6 +12,7 @@ __all__ = ["plot_fit"]
 def plot_fit(result: AnchorFitResult, path: str) -> str:
     """PNG: GT sizes and ratios against the current and suggested anchors (left); best-IoU
     histograms with the thresholds (right)."""
+    # deferred: matplotlib (only the pictures need it)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter

@@ -18,10 +18,10 @@ from typing import Dict, List, Sequence
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import Conv2d, FrozenBatchNorm2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
-from ...cli import ConfigError
+from ...errors import ConfigError
 
 __all__ = ["VGG", "VGG_BLOCKS", "VGG_INITS", "build_vgg_backbone"]
 
@@ -144,8 +144,6 @@ class VGG(Backbone):
 
     def freeze(self, freeze_at: int = 0):
         """Freeze the first ``freeze_at`` conv blocks (parameters and BN statistics)."""
-        from detectron2.layers import FrozenBatchNorm2d
-
         for names in self.blocks[:freeze_at]:
             for name in names:
                 conv = getattr(self, name)

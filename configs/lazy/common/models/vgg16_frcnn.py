@@ -106,6 +106,6 @@ model = L(FRCNNGeneralizedRCNN)(
     input_format="RGB",
     vis_period=0,
     input_crop=False,
-    # backbone + RPN head in NHWC: faster for VGG16 on CPU at 600x1000 (BENCHMARKS.md)
+    # backbone + RPN head in NHWC: faster for VGG16 on CPU at 600x1000 (docs/benchmarks*.md)
     channels_last=True,
 )

@@ -16,6 +16,7 @@ logit per anchor), RPN loss normalization (per sampled anchor), proposal minimum
 input pixels), cross-boundary anchors (kept in training), and an ignore band below the
 background IoU (``MODEL.ROI_HEADS.IOU_LABELS`` starting with -1; none).
 """
+import os
 from collections import OrderedDict
 from types import SimpleNamespace
 from typing import Dict, List, Tuple
@@ -24,21 +25,27 @@ import torch
 from torch import nn
 
 from torchvision import ops
+from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import build_anchor_generator, build_backbone
+from detectron2.modeling import build_anchor_generator, build_backbone, build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
-from ..modeling.box_head import VGGFCHead
-from ..modeling.fc_svd import SVDLinear
+from frcnn_plugin.errors import CheckpointError, MissingFileError
+from frcnn_plugin.modeling.box_head import VGGFCHead
+from frcnn_plugin.modeling.fc_svd import SVDLinear
+from frcnn_plugin.weights import load_state_dict_file
 
 __all__ = [
     "MODEL_KINDS",
     "PEER_INITS",
     "d2_builtin_config",
+    "torchvision_box_head",
     "build_torchvision_peer",
     "TorchvisionFasterRCNN",
     "FixedStrideAnchorGenerator",
@@ -177,7 +184,7 @@ class SingleLevelRoIPool(MultiScaleRoIAlign):
         return self.pool(x[self.feature], boxes)
 
 
-def _torchvision_box_head(in_channels: int, resolution: int, fc_dim: int, dropout: float):
+def torchvision_box_head(in_channels: int, resolution: int, fc_dim: int, dropout: float):
     """fc6/fc7 + ReLU for the torchvision peer: the plugin's :class:`VGGFCHead` (torchvision's
     ``TwoMLPHead`` has no dropout, which VGG's classifier and ``MODEL.ROI_BOX_HEAD.DROPOUT``
     have), with ``nn.Linear``'s default initialization, as ``TwoMLPHead``'s."""
@@ -192,10 +199,6 @@ def _torchvision_box_head(in_channels: int, resolution: int, fc_dim: int, dropou
 
 def build_torchvision_peer(cfg) -> "TorchvisionFasterRCNN":
     """torchvision's ``FasterRCNN`` with the config's settings (see the module docstring)."""
-    from torchvision.models.detection import FasterRCNN
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-    from torchvision.models.detection.rpn import RPNHead
-
     feature = _single_feature(cfg)
     body = build_backbone(cfg)
     backbone = _OneFeatureBackbone(body, feature)
@@ -236,7 +239,7 @@ def build_torchvision_peer(cfg) -> "TorchvisionFasterRCNN":
         box_roi_pool=SingleLevelRoIPool(
             feature, box.POOLER_TYPE, res, 1.0 / stride, box.POOLER_SAMPLING_RATIO
         ),
-        box_head=_torchvision_box_head(
+        box_head=torchvision_box_head(
             backbone.out_channels, res, fc_dim,
             box.get("DROPOUT", 0.0) if box.NAME == "VGGFCHead" else 0.0,
         ),
@@ -424,11 +427,6 @@ def load_pretrained_parts(path: str) -> Dict[str, torch.Tensor]:
         MissingFileError, CheckpointError: a missing or unreadable file, or one without such
             weights.
     """
-    import os
-
-    from ..cli import CheckpointError, MissingFileError
-    from ..weights import load_state_dict_file
-
     if not os.path.isfile(path):
         raise MissingFileError("pretrained checkpoint not found: {}".format(path))
     state = load_state_dict_file(path)
@@ -447,8 +445,6 @@ def load_pretrained_parts(path: str) -> Dict[str, torch.Tensor]:
 def _load_parts(model: nn.Module, parts: Dict[str, torch.Tensor]) -> List[str]:
     """Load ``parts`` into a model with the plugin's names; every pretrained layer the model has
     must be there with the same shape."""
-    from ..cli import CheckpointError
-
     state = model.state_dict()
     wanted = [k for k in state if k.startswith(PRETRAINED_PREFIXES)]
     missing = [k for k in wanted if k not in parts]
@@ -483,8 +479,6 @@ def build_benchmark_model(
     Returns:
         (model, info): the model on ``cfg.MODEL.DEVICE`` and a dict describing it.
     """
-    from detectron2.modeling import build_model
-
     if kind not in MODEL_KINDS:
         raise ValueError("model kind {!r}; allowed: {}".format(kind, MODEL_KINDS))
     if init not in PEER_INITS:

@@ -18,14 +18,18 @@ pooling, fc layers: ``breakdown["network"]``), the time outside them and its sha
 peak memory; each sweep also reports every figure's growth from its first point. What grows
 faster than the network's own compute shows as a rising outside share.
 """
-import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from frcnn_plugin.config import with_keys
+
+from .inputs import SYNTHETIC_COCO_NUM_CLASSES, dataset_dicts, map_inputs, register_synthetic_coco
+from .measure import run_interleaved
+
 __all__ = ["SWEEPS", "DEFAULT_SIZES", "DEFAULT_PROPOSALS", "DEFAULT_GT_BOXES", "size_hw",
-           "sweep_points", "run_scaling", "scaling_ratios", "format_scaling", "plot_scaling"]
+           "SWEEP_LABELS", "sweep_points", "run_scaling", "scaling_ratios", "plot_scaling"]
 
 SWEEPS = ("size", "proposals", "gt_boxes")
 DEFAULT_SIZES = (300, 450, 600, 800, 1000)
@@ -65,8 +69,6 @@ def sweep_points(sizes: Sequence[int], proposals: Sequence[int], gt_boxes: Seque
 
 
 def _point_config(cfg, point: dict):
-    from ..config import with_keys
-
     overrides = dict(point["overrides"])
     if point["sweep"] == "proposals":
         overrides["MODEL.RPN.PRE_NMS_TOPK_TEST"] = max(cfg.MODEL.RPN.PRE_NMS_TOPK_TEST,
@@ -102,10 +104,6 @@ def run_scaling(cfg, options, tmpdir: str, log=print):
     600 x 1000), ``num_images`` the distinct images per point, ``peers`` the models next to the
     plugin, ``iters`` / ``repeats`` / ``warmup`` the timing.
     """
-    from .inputs import SYNTHETIC_COCO_NUM_CLASSES, dataset_dicts, map_inputs
-    from .inputs import register_synthetic_coco
-    from .measure import run_interleaved
-
     base_hw = tuple(options.image_size) if options.image_size else (600, 1000)
     kinds = ["plugin"] + [p for p in options.peers if p != "none"]
     threads = torch.get_num_threads()
@@ -178,49 +176,14 @@ def scaling_ratios(points: List[dict]) -> Dict[str, Dict[str, dict]]:
     return out
 
 
-def _f(v, spec):
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else spec.format(v)
-
-
 SWEEP_LABELS = {"size": "short side (px)", "proposals": "test proposals",
                 "gt_boxes": "GT boxes per image (training)"}
-
-
-def format_scaling(points: List[dict], ratios: Dict[str, Dict[str, dict]]) -> List[str]:
-    """One Markdown table per sweep."""
-    from .suite import _table
-
-    lines = []
-    for sweep in SWEEPS:
-        pts = [p for p in points if p["sweep"] == sweep]
-        if not pts:
-            continue
-        unit = "s/iteration" if pts[0]["task"] == "train" else "s/image"
-        lines += ["", "{} ({}; growth = / the first row's):".format(SWEEP_LABELS[sweep], unit)]
-        header = [sweep, "input", "model", "proposals/img", "time", "network", "outside",
-                  "outside share",
-                  "peak MB", "time growth", "network growth", "outside growth",
-                  "plugin/peer time", "plugin/peer peak"]
-        rows = []
-        for p in pts:
-            for kind, m in p["models"].items():
-                g = m["growth"]
-                q = ratios.get("{}={}".format(sweep, p["value"]), {}).get(kind, {})
-                rows.append([p["value"], " ".join(p["input_hw"]), kind,
-                             _f(m.get("proposals_per_image"), "{:.0f}"), _f(m["time_s"], "{:.3f}"),
-                             _f(m["network_s"], "{:.3f}"), _f(m["outside_s"], "{:.3f}"),
-                             _f(m["outside_fraction"], "{:.1%}"), _f(m["peak_mb"], "{:.0f}"),
-                             _f(g["time_s"], "{:.2f}x"), _f(g["network_s"], "{:.2f}x"),
-                             _f(g["outside_s"], "{:.2f}x"), _f(q.get("time"), "{:.2f}"),
-                             _f(q.get("peak_memory"), "{:.2f}")])
-        lines += _table(header, rows)
-    return lines
 
 
 def plot_scaling(points: List[dict], path: str):
     """Time and peak memory against each sweep's variable, one line per model: a PNG at
     ``path`` (matplotlib's Agg canvas; no display needed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: matplotlib (--plot)
     from matplotlib.figure import Figure
 
     sweeps = [s for s in SWEEPS if any(p["sweep"] == s for p in points)]

@@ -24,8 +24,11 @@ import numpy as np
 from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.utils.env import seed_all_rng
 
-from ..data.checks import load_test_dataset_dicts, load_train_dataset_dicts
+from frcnn_plugin.data import FRCNNDatasetMapper
+from frcnn_plugin.data.checks import load_test_dataset_dicts, load_train_dataset_dicts
 
 __all__ = [
     "COCO_IMAGE_SIZES",
@@ -166,8 +169,6 @@ def register_synthetic_coco(name: str, root: str, num_images: int, seed: int = 0
     Returns:
         str: ``name``.
     """
-    from detectron2.data.datasets import register_coco_instances
-
     json_file = write_synthetic_coco(root, num_images, seed=seed, image_size=image_size,
                                      boxes_per_image=boxes_per_image)
     if name in DatasetCatalog.list():
@@ -191,10 +192,6 @@ def map_inputs(cfg, dicts: Sequence[dict], num: int, is_train: bool, seed: int =
     ``FRCNNDatasetMapper(cfg, is_train)``, with seeded augmentations: model inputs as detectron2's
     loaders produce them ("image" uint8 CHW tensor, "height"/"width", "instances" in
     training)."""
-    from detectron2.utils.env import seed_all_rng
-
-    from ..data import FRCNNDatasetMapper
-
     if not dicts:
         raise ValueError("The data set is empty (after filtering images without annotations)")
     seed_all_rng(seed)

@@ -8,12 +8,12 @@ Every model is trained by the plugin's :class:`~frcnn_plugin.engine.trainer.Trai
 non-finite loss guard and atomic checkpoints), seeded as ``tools/train_net.py`` seeds it
 (``SEED``), in an output folder of its own (checkpoints, ``metrics.json``, ``config.yaml``,
 ``inference/``). The only change is the model, in :class:`BenchmarkTrainer`:
-:func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`'s; for the ``plugin`` kind that is
+:func:`~benchmarks.peers.build_benchmark_model`'s; for the ``plugin`` kind that is
 the model ``tools/train_net.py`` builds, so a run of the plugin gives ``tools/train_net.py``'s
 losses with the same keys. Evaluation is the trainer's own, after the last iteration
 (``Trainer.test`` with :func:`~frcnn_plugin.engine.trainer.build_evaluator`'s evaluator) on
 ``DATASETS.TEST[0]``; the torchvision peer goes through
-:class:`~frcnn_plugin.benchmark.peers.TorchvisionFasterRCNN`, whose outputs are detectron2
+:class:`~benchmarks.peers.TorchvisionFasterRCNN`, whose outputs are detectron2
 ``Instances``, so the evaluation code is the same for all.
 """
 import logging
@@ -27,8 +27,14 @@ import numpy as np
 import torch
 
 from detectron2.engine import HookBase
+from detectron2.modeling import build_model
+from detectron2.utils.env import seed_all_rng
 
-from ..engine.trainer import Trainer
+from frcnn_plugin.config import with_keys
+from frcnn_plugin.config_checks import check_output_dir, config_errors
+from frcnn_plugin.engine.trainer import Trainer
+
+from .peers import build_benchmark_model
 
 __all__ = ["BenchmarkTrainer", "benchmark_config", "build_benchmark_trainer", "evaluate_bbox",
            "train_and_evaluate", "run_accuracy"]
@@ -64,7 +70,7 @@ class _StepClock(HookBase):
 
 class BenchmarkTrainer(Trainer):
     """The plugin's :class:`~frcnn_plugin.engine.trainer.Trainer` training one of
-    :data:`~frcnn_plugin.benchmark.peers.MODEL_KINDS`: only the model differs
+    :data:`~benchmarks.peers.MODEL_KINDS`: only the model differs
     (:meth:`build_model`), and a clock hook measures the training steps.
 
     Every kind leaves the random generators (torch, numpy, Python) as ``tools/train_net.py``
@@ -75,7 +81,7 @@ class BenchmarkTrainer(Trainer):
 
     Args:
         cfg: the run's config (:func:`benchmark_config`); ``SEED`` seeds the weights.
-        kind, init, pretrained: as :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`.
+        kind, init, pretrained: as :func:`~benchmarks.peers.build_benchmark_model`.
     """
 
     def __init__(self, cfg, kind="plugin", init="copied", pretrained=None):
@@ -85,10 +91,6 @@ class BenchmarkTrainer(Trainer):
         super().__init__(cfg)
 
     def build_model(self, cfg):
-        from detectron2.modeling import build_model
-
-        from .peers import build_benchmark_model
-
         before = _rng_state()
         model, self.model_info = build_benchmark_model(
             cfg, self.kind, seed=cfg.SEED, init=self.init, pretrained=self.pretrained
@@ -110,8 +112,6 @@ def benchmark_config(cfg, *, seed: int, output_dir: str, evaluate: bool = True):
     ``output_dir``, ``MODEL.WEIGHTS`` empty (every model starts from its seeded initialization,
     or from ``pretrained`` parts) and ``DATASETS.TEST`` = its first data set (none when not
     ``evaluate``)."""
-    from ..config import with_keys
-
     return with_keys(cfg, {
         "SEED": int(seed), "OUTPUT_DIR": output_dir, "MODEL.WEIGHTS": "",
         "DATASETS.TEST": tuple(cfg.DATASETS.TEST[:1]) if evaluate else (),
@@ -124,10 +124,6 @@ def build_benchmark_trainer(cfg, kind: str = "plugin", *, init: str = "copied",
     output folder checked, ``config.yaml`` written there, the random generators seeded with
     ``SEED`` and cuDNN's benchmark mode set as detectron2's ``default_setup`` does (one
     process), then the trainer built with config errors as :class:`ConfigError`."""
-    from detectron2.utils.env import seed_all_rng
-
-    from ..config_checks import check_output_dir, config_errors
-
     check_output_dir(cfg.OUTPUT_DIR)
     with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
         f.write(cfg.dump())
@@ -142,8 +138,6 @@ def evaluate_bbox(cfg, model, output_dir: str) -> Dict[str, float]:
     path: ``Trainer.test`` (its checked test loader, ``inference_on_dataset``) with the
     evaluator :func:`~frcnn_plugin.engine.trainer.build_evaluator` chooses, writing to
     ``output_dir``."""
-    from ..config import with_keys
-
     name = cfg.DATASETS.TEST[0]
     if len(cfg.DATASETS.TEST) != 1:
         cfg = with_keys(cfg, {"DATASETS.TEST": (name,)})
@@ -164,7 +158,7 @@ def train_and_evaluate(cfg, kind: str, *, seed: int = 0, init: str = "copied",
         kind (str): "plugin", "torchvision" or "d2".
         seed (int): the run's ``SEED``: the weights, the sampler's order, the augmentations.
         init (str): the peers' initial weights, "copied" from the plugin or their "own" (see
-            :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`).
+            :func:`~benchmarks.peers.build_benchmark_model`).
         output_dir (str): the run's ``OUTPUT_DIR`` (checkpoints, ``metrics.json``,
             ``config.yaml``, ``inference/``); a new temporary folder if None.
         save_to (str): also save the trained weights there (``{"model": state_dict}``).
@@ -174,7 +168,7 @@ def train_and_evaluate(cfg, kind: str, *, seed: int = 0, init: str = "copied",
             evaluated in a model built with those keys (no retraining), written to
             ``output_dir/inference_<name>``.
         pretrained (dict): backbone and fc6/fc7 weights loaded over the initialization (see
-            :func:`~frcnn_plugin.benchmark.peers.build_benchmark_model`).
+            :func:`~benchmarks.peers.build_benchmark_model`).
 
     Returns:
         dict: "bbox" (the evaluator's AP table), "train_time_s" (the training steps),
@@ -182,9 +176,6 @@ def train_and_evaluate(cfg, kind: str, *, seed: int = 0, init: str = "copied",
         ``metrics.json``), "model", "output_dir", and with ``test_variants`` "test_variants"
         (name -> AP table).
     """
-    from ..config import with_keys
-    from .peers import build_benchmark_model
-
     output_dir = output_dir or tempfile.mkdtemp(prefix="frcnn_bench_{}_".format(kind))
     cfg = benchmark_config(cfg, seed=seed, output_dir=output_dir, evaluate=evaluate)
     trainer = build_benchmark_trainer(cfg, kind, init=init, pretrained=pretrained)

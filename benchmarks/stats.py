@@ -6,6 +6,14 @@ from typing import Dict, Iterable, Optional
 
 import numpy as np
 import torch
+import torchvision
+
+import detectron2
+
+try:
+    import resource  # getrusage: Unix only
+except ImportError:  # pragma: no cover - not Unix
+    resource = None
 
 __all__ = [
     "summarize",
@@ -55,16 +63,12 @@ def minor_page_faults() -> Optional[int]:
     """Minor page faults of this process so far (``getrusage``); None where unavailable. On
     Linux, each first touch of memory the allocator took fresh from the system (glibc maps
     large blocks on ``malloc`` and unmaps them on ``free``) counts one per 4 KiB page."""
-    try:
-        import resource
-    except ImportError:  # not Unix
+    if resource is None:
         return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _ru_maxrss_mb() -> float:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
@@ -117,9 +121,6 @@ def _cpu_model() -> str:
 
 def machine_info(device: torch.device) -> Dict[str, object]:
     """CPU model, core count, load average, GPU name and library versions."""
-    import detectron2
-    import torchvision
-
     info = {
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),

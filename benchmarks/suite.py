@@ -1,7 +1,7 @@
 """One benchmark run: inputs, the plugin and its peers measured in turn, ratios, targets.
 
-:func:`run_benchmark` returns a JSON-ready dict; :func:`format_report` turns it into the tables
-printed by ``tools/benchmark.py``. Ratios are always plugin / peer from the same run.
+:func:`run_benchmark` returns a JSON-ready dict; :func:`~.report.format_report` turns it into the
+tables printed by ``tools/benchmark.py``. Ratios are always plugin / peer from the same run.
 """
 import math
 import os
@@ -14,6 +14,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from frcnn_plugin.cli import load_config
+from frcnn_plugin.errors import ConfigError
+from frcnn_plugin.lazy import is_lazy_config
+
+from .accuracy import run_accuracy
 from .inputs import (
     SYNTHETIC_COCO_NUM_CLASSES,
     dataset_dicts,
@@ -21,17 +26,19 @@ from .inputs import (
     register_synthetic_coco,
 )
 from .measure import EXPORTED_KIND_SEPARATOR, run_interleaved
+from .scaling import plot_scaling, run_scaling, scaling_ratios
 from .stats import machine_info
+from .variants import run_variants, variant_ratios, variant_target
 
 __all__ = ["BenchmarkOptions", "BenchmarkOptionError", "TASKS", "TARGETS", "setup_config",
-           "run_benchmark", "format_report"]
+           "run_benchmark"]
 
 TASKS = ("train", "inference", "data", "accuracy", "variants", "scaling")
 # The issue's targets, reported (never asserted): ratios plugin / torchvision and the share of
 # a training iteration spent outside the network's conv / fc / pooling layers.
 TARGETS = {"train_step_vs_torchvision": 0.9, "inference_vs_torchvision": 0.9,
            "train_outside_network_fraction": 0.10}
-SCHEMA = "frcnn_plugin.benchmark/1"
+SCHEMA = "frcnn_plugin.benchmark/1"  # the JSON format's name (kept: the files of earlier runs)
 
 
 class BenchmarkOptionError(ValueError):
@@ -60,12 +67,12 @@ class BenchmarkOptions:
     overrides: List[str] = field(default_factory=list)
     # inference: the plugin model also run by these export backends ("torchscript", "onnx")
     backends: Sequence[str] = ()
-    # the variants task: variant names (see frcnn_plugin.benchmark.variants), fc6/fc7 ranks of
+    # the variants task: variant names (see benchmarks.tricks), fc6/fc7 ranks of
     # the "svd" trick, trained weights (None: train the plugin first)
     variants: Optional[Sequence[str]] = None
     svd_ranks: Sequence[int] = (1024, 256)
     weights: Optional[str] = None
-    # the scaling task (see frcnn_plugin.benchmark.scaling): the points of each sweep (empty:
+    # the scaling task (see benchmarks.scaling): the points of each sweep (empty:
     # that sweep skipped), and an optional PNG plot of them
     sizes: Sequence[int] = (300, 450, 600, 800, 1000)
     proposals: Sequence[int] = (100, 300, 1000, 2000)
@@ -74,20 +81,18 @@ class BenchmarkOptions:
 
 
 def setup_config(config_file: str, overrides: Sequence[str], device: str):
-    """get_cfg + add_frcnn_config + the file + KEY VALUE overrides, on ``device``; unfrozen."""
-    from frcnn_plugin.cli import ConfigError
-    from frcnn_plugin.config import load_frcnn_config
-    from frcnn_plugin.lazy import is_lazy_config
-
+    """The config as every tool reads it (:func:`frcnn_plugin.cli.load_config`: get_cfg +
+    add_frcnn_config + the file + KEY VALUE overrides, checked), on ``device``; an unfrozen copy
+    (a task may set the number of classes of its synthetic data)."""
     if is_lazy_config(config_file):
         raise ConfigError(
             "{}: a Python config; the benchmark builds its peers (torchvision, detectron2's "
             "heads) from the YAML keys, so it reads YAML configs only. Allowed: the YAML twin "
-            "(the README's LazyConfig section lists them, e.g. "
+            "(docs/lazyconfig.md lists them, e.g. "
             "configs/vgg16_frcnn_shapes_demo.yaml for configs/lazy/vgg16_frcnn_shapes_demo.py)"
             .format(config_file))
-    cfg = load_frcnn_config(config_file, overrides)
-    cfg.MODEL.DEVICE = device
+    cfg = load_config(config_file, overrides, device=device).clone()
+    cfg.defrost()
     return cfg
 
 
@@ -245,21 +250,15 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
                "options": asdict(options)}
     with tempfile.TemporaryDirectory(prefix="frcnn_bench_") as tmpdir:
         if options.task == "accuracy":
-            from .accuracy import run_accuracy
-
             cfg.freeze()
             models = run_accuracy(cfg, kinds, seed=options.seed,
                                   output_dir=os.path.join(tmpdir, "eval"))
             inputs = {"train": list(cfg.DATASETS.TRAIN), "test": list(cfg.DATASETS.TEST),
                       "max_iter": cfg.SOLVER.MAX_ITER, "images_per_iter": cfg.SOLVER.IMS_PER_BATCH}
         elif options.task == "variants":
-            from .variants import run_variants
-
             cfg.freeze()
             models, inputs = run_variants(cfg, options, tmpdir, log=log)
         elif options.task == "scaling":
-            from .scaling import run_scaling
-
             if cfg.MODEL.ROI_HEADS.NUM_CLASSES != SYNTHETIC_COCO_NUM_CLASSES:
                 changes["MODEL.ROI_HEADS.NUM_CLASSES"] = [cfg.MODEL.ROI_HEADS.NUM_CLASSES,
                                                           SYNTHETIC_COCO_NUM_CLASSES]
@@ -275,13 +274,9 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
             models = run_interleaved(specs, iters=options.iters, repeats=options.repeats,
                                      isolate=options.isolate, log=log)
     if options.task == "variants":
-        from .variants import variant_ratios, variant_target
-
         ratios = variant_ratios(models)
         targets = variant_target(models, ratios)
     elif options.task == "scaling":
-        from .scaling import plot_scaling, scaling_ratios
-
         ratios, targets = scaling_ratios(points), {}
         results["points"] = points
         if options.plot:
@@ -308,180 +303,3 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
         wall_time_s=time.time() - started,
     )
     return results
-
-
-# ----------------------------------------------------------------------------------- report
-def _fmt(v, spec="{:.3f}"):
-    return "-" if v is None else spec.format(v)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
-    widths = [max(len(str(r[i])) for r in [header] + list(rows)) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa
-    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [
-        line(r) for r in rows]
-
-
-BREAKDOWN_ROWS = (
-    ("preprocess", "preprocess (normalize, pad, batch)"),
-    ("backbone", "backbone (conv)"),
-    ("rpn_head", "RPN head (conv)"),
-    ("rpn_other", "RPN other: anchors, matching, sampling, loss, proposals"),
-    ("box_pool", "RoI pooling"),
-    ("box_head", "box head (fc6/fc7)"),
-    ("box_predictor", "box predictor (fc)"),
-    ("roi_other", "ROI heads other: matching, sampling, loss / post-processing"),
-    ("model_other", "model other: inputs, glue, rescaling"),
-    ("backward", "backward"),
-    ("optimizer", "optimizer + LR scheduler step"),
-    ("total", "total"),
-)
-
-
-def format_report(results: Dict[str, object]) -> str:
-    """The tables printed on stdout (markdown)."""
-    task, models, ratios = results["task"], results["models"], results["ratios"]
-    s, m = results["settings"], results["machine"]
-    lines = [
-        "## {} | {} {}".format(task, os.path.basename(results["config_file"]),
-                               " ".join(results["overrides"])).rstrip(),
-        "device {} ({}{}), {} threads, torch {}, load avg before {} after {}".format(
-            s["device"], m["cpu_model"], ", " + m["gpu"] if m.get("gpu") else "", s["threads"],
-            m["torch"], _fmt_load(m["load_avg_before"]), _fmt_load(m["load_avg_after"])),
-    ]
-    if m.get("allocator_env"):
-        lines.append("allocator settings: " + " ".join(
-            "{}={}".format(k, v) for k, v in m["allocator_env"].items()))
-    inp = s["input"]
-    if task == "accuracy":
-        lines.append("train {} for {} iterations x {} images, test {}".format(
-            inp["train"], inp["max_iter"], inp["images_per_iter"], inp["test"]))
-    elif task == "variants":
-        lines.append("weights: {}{}; AP on {}; latency on {} image(s) ({}); warm-up {}, {} rounds "
-                     "x {} images; SVD ranks {}".format(
-                         inp["weights"], " ({} iterations, {:.0f} s)".format(
-                             inp["training"]["iters"], inp["training"]["train_time_s"])
-                         if inp.get("training") else "", inp["dataset"],
-                         inp["distinct_images"], ", ".join(inp["input_sizes_hw"][:4]),
-                         s["warmup"], s["repeats"], s["iters"], inp["svd_ranks"]))
-    elif task == "scaling":
-        lines.append("input: {}, {} image(s) per point, batch 1; base size {}x{}; warm-up {}, "
-                     "{} rounds x {} iterations".format(
-                         inp["source"], inp["distinct_images"], *inp["base_image_hw"],
-                         s["warmup"], s["repeats"], s["iters"]))
-    elif task == "data":
-        lines.append("input: {} ({} images); warm-up {} batches, {} rounds x {} batches".format(
-            inp["source"], inp["dataset_images"], s["warmup"], s["repeats"], s["iters"]))
-    else:
-        lines.append("input: {}; sizes {}; {} image(s) per iteration; warm-up {}, {} rounds x "
-                     "{} iterations{}".format(
-                         inp["source"], ", ".join(inp.get("input_sizes_hw", [])[:6]),
-                         inp.get("images_per_iter", "-"), s["warmup"], s["repeats"], s["iters"],
-                         ", AMP" if s["amp"] else ""))
-    lines.append("")
-    kinds = list(models)
-    if task == "train":
-        header = ["model", "it/s (median)", "s/iter median", "s/iter p90", "peak MB",
-                  "plugin/peer s/iter", "paired by round", "plugin/peer it/s", "plugin/peer peak"]
-        rows = []
-        for k in kinds:
-            r, q = models[k], ratios.get(k, {})
-            rows.append([k, _fmt(r["iters_per_s"]["median"]), _fmt(r["step_time_s"]["median"]),
-                         _fmt(r["step_time_s"]["p90"]), _fmt(r["memory"]["peak_mb"], "{:.0f}"),
-                         _fmt(q.get("step_time_median"), "{:.2f}"),
-                         _fmt(q.get("paired_rounds_median"), "{:.2f}"),
-                         _fmt(q.get("iters_per_s_median"), "{:.2f}"),
-                         _fmt(q.get("peak_memory"), "{:.2f}")])
-        lines += _table(header, rows)
-    elif task == "inference":
-        header = ["model", "latency median s", "latency p90 s", "detections/img", "peak MB",
-                  "plugin/peer median", "paired by round", "plugin/peer p90", "plugin/peer peak"]
-        rows = []
-        for k in kinds:
-            r, q = models[k], ratios.get(k, {})
-            rows.append([k, _fmt(r["latency_s"]["median"]), _fmt(r["latency_s"]["p90"]),
-                         _fmt(r["detections_per_image"], "{:.1f}"),
-                         _fmt(r["memory"]["peak_mb"], "{:.0f}"),
-                         _fmt(q.get("latency_median"), "{:.2f}"),
-                         _fmt(q.get("paired_rounds_median"), "{:.2f}"),
-                         _fmt(q.get("latency_p90"), "{:.2f}"),
-                         _fmt(q.get("peak_memory"), "{:.2f}")])
-        lines += _table(header, rows)
-    elif task == "variants":
-        header = ["model variant", "AP", "AP50", "AP - fp32", "AP50 - fp32", "latency median ms",
-                  "p90 ms", "/ plugin fp32", "paired", "/ torchvision fp32", "paired",
-                  "peak MB"]
-        rows = []
-        for k in kinds:
-            r, q, b = models[k], ratios.get(k, {}), models[k].get("bbox", {})
-            rows.append([k, _fmt(b.get("AP"), "{:.2f}"), _fmt(b.get("AP50"), "{:.2f}"),
-                         _fmt(q.get("AP_minus_fp32"), "{:+.2f}"),
-                         _fmt(q.get("AP50_minus_fp32"), "{:+.2f}"),
-                         _fmt(r["latency_s"]["median"] * 1e3, "{:.1f}"),
-                         _fmt(r["latency_s"]["p90"] * 1e3, "{:.1f}"),
-                         _fmt(q.get("latency_vs_fp32"), "{:.2f}"),
-                         _fmt(q.get("paired_vs_fp32"), "{:.2f}"),
-                         _fmt(q.get("latency_vs_torchvision_fp32"), "{:.2f}"),
-                         _fmt(q.get("paired_vs_torchvision_fp32"), "{:.2f}"),
-                         _fmt(r["memory"]["peak_mb"], "{:.0f}")])
-        lines += _table(header, rows)
-    elif task == "scaling":
-        from .scaling import format_scaling
-
-        lines += format_scaling(results["points"], ratios)[1:]
-        if results.get("plot"):
-            lines += ["", "plot: {}".format(results["plot"])]
-    elif task == "data":
-        r = models["plugin"]
-        lines += _table(
-            ["loader", "images/s (median)", "s/batch median", "s/batch p90", "images/batch",
-             "workers", "peak MB (main)"],
-            [["build_detection_train_loader + DatasetMapper",
-              _fmt(r["images_per_s"]["median"], "{:.1f}"), _fmt(r["batch_time_s"]["median"]),
-              _fmt(r["batch_time_s"]["p90"]), r["images_per_batch"], r["num_workers"],
-              _fmt(r["memory"]["peak_mb"], "{:.0f}")]])
-    else:
-        header = ["model", "AP", "AP50", "AP75", "train s", "plugin/peer AP", "plugin/peer AP50"]
-        rows = []
-        for k in kinds:
-            b, q = models[k]["bbox"], ratios.get(k, {})
-            rows.append([k, _fmt(b.get("AP"), "{:.2f}"), _fmt(b.get("AP50"), "{:.2f}"),
-                         _fmt(b.get("AP75"), "{:.2f}"), _fmt(models[k]["train_time_s"], "{:.0f}"),
-                         _fmt(q.get("AP"), "{:.2f}"), _fmt(q.get("AP50"), "{:.2f}")])
-        lines += _table(header, rows)
-    if task in ("train", "inference", "variants"):
-        lines += ["", "Breakdown, mean ms per {} (stage timers on the modules):".format(
-            "training iteration" if task == "train" else "image")]
-        rows = []
-        for key, label in BREAKDOWN_ROWS:
-            vals = [models[k]["breakdown"]["mean_s"].get(key) for k in kinds]
-            if key == "total" and task == "inference":
-                vals = [models[k]["breakdown"]["mean_s"].get("forward") for k in kinds]
-            if all(v is None for v in vals):
-                continue
-            rows.append([label] + [_fmt(None if v is None else v * 1e3, "{:.1f}") for v in vals])
-        rows.append(["outside the network (share of total)"] + [
-            _fmt(models[k]["breakdown"]["mean_s"]["outside_fraction"], "{:.1%}") for k in kinds])
-        # memory the allocator gave back to the system and took again (zeroed by the kernel on
-        # first touch): a cost of the process, not of the model, that differs run to run
-        faults = [models[k]["memory"].get("minor_page_faults_per_iter") for k in kinds]
-        if any(f is not None for f in faults):
-            rows.append(["minor page faults per {} (median of rounds)".format(
-                "iteration" if task == "train" else "image")] + [
-                _fmt(f, "{:.0f}") for f in faults])
-        lines += _table(["stage"] + kinds, rows)
-    if results["targets"]:
-        lines.append("")
-        for name, t in results["targets"].items():
-            lines.append("target {}: {} <= {} -> {}{}".format(
-                name, _fmt(t["value"], "{:.3f}"), t["target"], "met" if t["met"] else "NOT met",
-                " ({})".format(t["variant"]) if "variant" in t else ""))
-    if results.get("config_changes"):
-        lines.append("")
-        lines.append("config changes for the benchmark: " + "; ".join(
-            "{}: {} -> {}".format(k, *v) for k, v in results["config_changes"].items()))
-    return "\n".join(lines)
-
-
-def _fmt_load(v):
-    return "-" if not v else "/".join("{:.2f}".format(x) for x in v)

@@ -1,7 +1,7 @@
 """Which design differences cost accuracy: the plugin against torchvision's ``FasterRCNN`` at
 equal budget, one switch at a time, over several seeds.
 
-Every run is :func:`~frcnn_plugin.benchmark.accuracy.train_and_evaluate`: the plugin's
+Every run is :func:`~benchmarks.accuracy.train_and_evaluate`: the plugin's
 ``Trainer`` (``tools/train_net.py``'s) with ``SEED`` = the run's seed, in its own output folder
 ``<output_dir>/runs/<row>_<seed>``, the same data, order, schedule, optimizer and evaluator for
 every model, on ``DATASETS.TRAIN`` -> ``DATASETS.TEST[0]``. The rows:
@@ -25,7 +25,12 @@ import os
 import shutil
 from typing import Dict, List, Sequence
 
-from ..files import atomic_write
+from frcnn_plugin.config import with_keys
+from frcnn_plugin.errors import ConfigError
+from frcnn_plugin.files import atomic_write
+
+from .accuracy import train_and_evaluate
+from .peers import load_pretrained_parts
 
 __all__ = ["SWITCHES", "TEST_SWITCHES", "PEER_ROWS", "plan_runs", "run_ablation", "summarize",
            "format_table"]
@@ -172,18 +177,13 @@ def run_ablation(cfg, switches: Sequence[str], peers: Sequence[str], seeds: Sequ
     unfinished run's folder is emptied and the run starts again).
 
     ``pretrained``: a checkpoint whose backbone and fc6/fc7 every model starts from (ImageNet
-    style, :func:`~frcnn_plugin.benchmark.peers.load_pretrained_parts`); an output folder holds
+    style, :func:`~benchmarks.peers.load_pretrained_parts`); an output folder holds
     runs of one such start only. ``plugin``: as in :func:`plan_runs`.
 
     Returns:
         dict: run key ("<row>|<seed>") -> {"row", "seed", "kind", "init", "overrides", "bbox",
         "train_time_s", ...}, for every run in the file.
     """
-    from ..cli import ConfigError
-    from ..config import with_keys
-    from .accuracy import train_and_evaluate
-    from .peers import load_pretrained_parts
-
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "ablation.json")
     done = {}

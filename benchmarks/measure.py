@@ -21,9 +21,20 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from detectron2.data import build_detection_train_loader
+from detectron2.data.samplers import TrainingSampler
+from detectron2.solver import build_lr_scheduler, build_optimizer
+from detectron2.utils.events import EventStorage
+
+from frcnn_plugin.data import FRCNNDatasetMapper
+from frcnn_plugin.engine.trainer import build_step_trainer
+from frcnn_plugin.export import exported_model
+
+from .peers import TorchvisionFasterRCNN, build_benchmark_model
 from .stats import (
     minor_page_faults, peak_memory, read_proc_status_mb, reset_peak_memory, summarize,
 )
+from .tricks import apply_config_tricks, build_variant
 
 __all__ = [
     "STAGES",
@@ -191,8 +202,6 @@ def breakdown_summary(records: Sequence[Dict[str, float]]) -> Dict[str, object]:
 
 
 def _family(model) -> str:
-    from .peers import TorchvisionFasterRCNN
-
     if getattr(model, "is_exported", False):  # frcnn_plugin.export.ExportedModel
         return "exported"
     return "torchvision" if isinstance(model, TorchvisionFasterRCNN) else "detectron2"
@@ -322,11 +331,6 @@ def train_session(model, batches: List[List[dict]], cfg, *, warmup: int,
     The summary has "iters_per_s" (over rounds), "step_time_s" (over iterations),
     "per_round_iters_per_s", "breakdown", "memory".
     """
-    from detectron2.solver import build_lr_scheduler, build_optimizer
-    from detectron2.utils.events import EventStorage
-
-    from ..engine.trainer import build_step_trainer
-
     device = model.device
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer)
@@ -429,11 +433,6 @@ def data_session(cfg, dataset_dicts: List[dict], *, warmup: int, seed: int = 0) 
 
     The summary has "images_per_s" and "batch_time_s", "memory" (the main process only).
     """
-    from detectron2.data import build_detection_train_loader
-    from detectron2.data.samplers import TrainingSampler
-
-    from ..data import FRCNNDatasetMapper
-
     loader = build_detection_train_loader(
         cfg, mapper=FRCNNDatasetMapper(cfg, True), dataset=list(dataset_dicts),
         sampler=TrainingSampler(len(dataset_dicts), seed=seed),
@@ -463,8 +462,6 @@ def data_session(cfg, dataset_dicts: List[dict], *, warmup: int, seed: int = 0) 
 
 def _open_session(spec: Dict[str, object]):
     """Build the model (if any) and the task's session; returns (session, model info)."""
-    from .peers import build_benchmark_model
-
     torch.set_num_threads(spec["threads"])
     baseline = read_proc_status_mb("VmRSS")
     cfg, task, warmup = spec["cfg"], spec["task"], spec["warmup"]
@@ -472,18 +469,12 @@ def _open_session(spec: Dict[str, object]):
         return data_session(cfg, spec["dataset_dicts"], warmup=warmup, seed=spec["seed"]), {
             "kind": spec["kind"], "baseline_rss_mb": baseline}
     if spec.get("variant"):  # the variants task: trained weights, inference tricks
-        from .variants import build_variant
-
         model, info = build_variant(cfg, spec["kind"], spec["variant"], spec["weights"],
                                     spec.get("svd_ranks", (1024, 256)), spec["images"][0])
     else:
-        from .variants import apply_config_tricks
-
         kind, _, backend = spec["kind"].partition(EXPORTED_KIND_SEPARATOR)
         model, info = build_benchmark_model(cfg, kind, seed=spec["seed"])
         if backend:  # the plugin model exported (traced on the first image), run from the file
-            from ..export import exported_model
-
             model = exported_model(cfg, model, spec["images"][0], backend)
             info.update(kind=spec["kind"], backend=backend)
         else:
