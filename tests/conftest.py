@@ -1,4 +1,5 @@
 import importlib.util
+import logging
 import os
 
 import pytest
@@ -36,8 +37,6 @@ def load_tool(name):
 
 
 def _loggers():
-    import logging
-
     yield None, logging.getLogger()
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger):
@@ -48,14 +47,20 @@ def _loggers():
 def _logging_handlers_of_the_test():
     """Handlers a test adds (the tools run in-process call detectron2's ``setup_logger`` and
     ``logging.basicConfig``, whose stream handlers hold the test's captured, later closed,
-    stdout/stderr) are removed after it, and ``setup_logger``'s cache cleared, so that a later
+    stdout/stderr) are removed after it, the loggers' propagation and level restored, and
+    ``setup_logger``'s cache cleared, so that a later
     test's log records do not end in a "--- Logging error ---" on a closed stream."""
-    before = {name: list(logger.handlers) for name, logger in _loggers()}
+    before = {name: (list(logger.handlers), logger.propagate, logger.level)
+              for name, logger in _loggers()}
     yield
     for name, logger in _loggers():
+        handlers, propagate, level = before.get(name, ((), True, logging.NOTSET))
         for handler in list(logger.handlers):
-            if handler not in before.get(name, ()):
+            if handler not in handlers:
                 logger.removeHandler(handler)
+        # setup_logger(name=...) also stops propagation to the root logger, which would hide
+        # a later test's records from assertLogs on the root
+        logger.propagate, logger.level = propagate, level
     from detectron2.utils.logger import setup_logger
 
     setup_logger.cache_clear()
