@@ -13,6 +13,7 @@ import logging
 
 import torch
 
+from . import errors
 from .config import load_frcnn_config
 from .config_checks import validate_frcnn_config
 from .errors import (  # noqa: F401  (re-exported: the tools import them from here)
@@ -35,27 +36,7 @@ from .errors import (  # noqa: F401  (re-exported: the tools import them from he
 )
 from .lazy import is_lazy_config, load_lazy_config
 
-__all__ = [
-    "CONFIG_KINDS",
-    "load_config",
-    "weights_of",
-    "UserError",
-    "ConfigError",
-    "CheckpointError",
-    "DataError",
-    "MissingFileError",
-    "UnknownDatasetError",
-    "BadImageError",
-    "OutputError",
-    "OutputExistsError",
-    "EXIT_USER_ERROR",
-    "DEBUG_FLAG",
-    "DEBUG_ENV",
-    "debug_requested",
-    "add_debug_flag",
-    "format_user_error",
-    "run_cli",
-]
+__all__ = ["CONFIG_KINDS", "load_config", "weights_of"] + errors.__all__
 
 logger = logging.getLogger(__name__)
 

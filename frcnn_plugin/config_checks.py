@@ -119,13 +119,18 @@ def _check_rpn_sampler(p):
         )
 
 
-def _is_frcnn_rpn(name) -> bool:
-    """Whether the registered proposal generator ``name`` is FRCNNRPN or a subclass of it."""
+def _registered_subclass(registry, name, base) -> bool:
+    """Whether ``name`` is registered in ``registry`` as ``base`` or a subclass of it."""
     try:
-        cls = PROPOSAL_GENERATOR_REGISTRY.get(name)
+        cls = registry.get(name)
     except KeyError:
         return False  # an unknown name is detectron2's own error when the model is built
-    return isinstance(cls, type) and issubclass(cls, FRCNNRPN)
+    return isinstance(cls, type) and issubclass(cls, base)
+
+
+def _is_frcnn_rpn(name) -> bool:
+    """Whether the registered proposal generator ``name`` is FRCNNRPN or a subclass of it."""
+    return _registered_subclass(PROPOSAL_GENERATOR_REGISTRY, name, FRCNNRPN)
 
 
 def _check_model(p):
@@ -225,11 +230,7 @@ def _check_model(p):
 
 def _is_frcnn_heads(name) -> bool:
     """Whether the registered ROI heads ``name`` are FRCNNROIHeads or a subclass of them."""
-    try:
-        cls = ROI_HEADS_REGISTRY.get(name)
-    except KeyError:
-        return False  # an unknown name is detectron2's own error when the model is built
-    return isinstance(cls, type) and issubclass(cls, FRCNNROIHeads)
+    return _registered_subclass(ROI_HEADS_REGISTRY, name, FRCNNROIHeads)
 
 
 def _check_speed(p):
