@@ -9,8 +9,9 @@ D2MAIN_SOURCE ?= ../shared/detectron2-main.tar.gz
 setup:
 	bash tools/setup_env.sh
 
+# DEMO_ARGS: e.g. --overwrite to train the demo again into output/shapes_demo
 demo: setup
-	$(PYTHON) tools/demo.py
+	$(PYTHON) tools/demo.py $(DEMO_ARGS)
 
 test: setup
 	$(PYTHON) -m pytest -q

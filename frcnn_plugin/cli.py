@@ -5,11 +5,15 @@ how they report a user's mistake.
   overrides: a YAML config checked and frozen, or a Python config (detectron2's LazyConfig), on
   a device that exists here;
 * :func:`weights_of`: ``--weights``, else the config's weights;
+* :func:`int_in_range`, :func:`float_in_range`: ``argparse`` types that check a numeric flag's
+  range at parse time, the allowed range in the message (argparse's exit status 2);
 * :func:`run_cli`, :func:`add_debug_flag` and the :class:`UserError` family, defined in
   :mod:`frcnn_plugin.errors` and importable from here (``from frcnn_plugin.cli import
   ConfigError, run_cli``): a user error as one ``error: ...`` paragraph and exit status 2.
 """
+import argparse
 import logging
+import math
 
 import torch
 
@@ -19,6 +23,8 @@ from .config_checks import validate_frcnn_config
 from .errors import (  # noqa: F401  (re-exported: the tools import them from here)
     DEBUG_ENV,
     DEBUG_FLAG,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USER_ERROR,
     BadImageError,
     CheckpointError,
@@ -27,16 +33,21 @@ from .errors import (  # noqa: F401  (re-exported: the tools import them from he
     MissingFileError,
     OutputError,
     OutputExistsError,
+    Terminated,
     UnknownDatasetError,
     UserError,
     add_debug_flag,
+    command_line,
     debug_requested,
+    format_interrupt,
     format_user_error,
+    interrupt_note,
     run_cli,
 )
 from .lazy import is_lazy_config, load_lazy_config
 
-__all__ = ["CONFIG_KINDS", "load_config", "weights_of"] + errors.__all__
+__all__ = ["CONFIG_KINDS", "load_config", "weights_of", "int_in_range", "float_in_range"] + \
+    errors.__all__
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +122,53 @@ def weights_of(cfg, weights, config_file):
             "checkpoint, e.g. OUTPUT_DIR/model_final.pth), or --weights '' for an untrained "
             "model".format(config_file))
     return cfg.MODEL.WEIGHTS
+
+
+def _range_text(kind, lo, hi, lo_open=False, hi_open=False):
+    if lo is not None and hi is not None:
+        return "{} in {}{}, {}{}".format(kind, "(" if lo_open else "[", lo, hi,
+                                         ")" if hi_open else "]")
+    if lo is not None:
+        return "{} {} {}".format(kind, ">" if lo_open else ">=", lo)
+    if hi is not None:
+        return "{} {} {}".format(kind, "<" if hi_open else "<=", hi)
+    return kind
+
+
+def int_in_range(lo=None, hi=None, note=""):
+    """An ``argparse`` type: an integer in [``lo``, ``hi``] (None: unbounded); anything else is
+    argparse's error "argument --x: '-2': allowed: an integer >= 0<note>" (exit status 2)."""
+    allowed = _range_text("an integer", lo, hi) + note
+
+    def parse(text):
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError("{!r}: allowed: {}".format(text, allowed)) from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError("{!r}: allowed: {}".format(text, allowed))
+        return value
+
+    parse.__name__ = "integer"  # argparse's "invalid integer value" if it ever names it
+    return parse
+
+
+def float_in_range(lo=None, hi=None, lo_open=False, hi_open=False, note=""):
+    """An ``argparse`` type: a finite number in the range (``lo_open`` / ``hi_open``: the bound
+    itself excluded); anything else is argparse's error naming the value and the range."""
+    allowed = _range_text("a number", lo, hi, lo_open, hi_open) + note
+
+    def parse(text):
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError("{!r}: allowed: {}".format(text, allowed)) from None
+        bad = not math.isfinite(value)
+        bad = bad or (lo is not None and (value <= lo if lo_open else value < lo))
+        bad = bad or (hi is not None and (value >= hi if hi_open else value > hi))
+        if bad:
+            raise argparse.ArgumentTypeError("{!r}: allowed: {}".format(text, allowed))
+        return value
+
+    parse.__name__ = "number"
+    return parse

@@ -10,14 +10,16 @@ import difflib
 import os
 import re
 
+import yaml
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from .data.own import register_config_datasets
 from .errors import ConfigError, MissingFileError
 
-__all__ = ["add_frcnn_config", "check_config_file", "config_keys", "explain_merge_error",
-           "load_frcnn_config", "suggest_keys"]
+__all__ = ["add_frcnn_config", "check_config_file", "check_yaml_config", "config_keys",
+           "explain_merge_error", "load_frcnn_config", "suggest_keys"]
 
 
 def config_keys(node, prefix=""):
@@ -42,11 +44,104 @@ def suggest_keys(key, keys, n=3):
     return close[:n]
 
 
-def explain_merge_error(cfg, error, source):
+def _yaml_error(path, error):
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = ", line {}, column {}".format(mark.line + 1, mark.column + 1) if mark else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return ConfigError("{}{}: not valid YAML ({}); allowed: a YAML mapping of config keys, e.g. "
+                       "\"SOLVER:\\n  MAX_ITER: 100\"".format(path, where, problem))
+
+
+def _key_lines(node, path, prefix, out):
+    """dotted key -> "path, line N" for every key of a composed YAML mapping node."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key, value in node.value:
+        name = prefix + str(key.value)
+        out[name] = "{}, line {}".format(path, key.start_mark.line + 1)
+        _key_lines(value, path, name + ".", out)
+
+
+def check_yaml_config(path, _seen=()):
+    """Check a YAML config file and its ``_BASE_`` chain before detectron2 merges it: each file
+    parses, is a mapping of keys, and each ``_BASE_`` (relative to the file that names it, as
+    detectron2 resolves it) exists.
+
+    Returns:
+        dict: dotted key -> "file, line N" where it is set (the last file of the chain wins), for
+        error messages.
+
+    Raises:
+        ConfigError: a syntax error (file, line, column and the problem), an empty file, a file
+            that is not a mapping, a ``_BASE_`` that is not a path, a ``_BASE_`` cycle.
+        MissingFileError: a ``_BASE_`` that does not exist (naming the file and line that
+            name it, and where it was looked for).
+    """
+    if "://" in str(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ConfigError("{}: not a text file ({}); allowed: a YAML config file".format(
+            path, e.reason)) from None
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise _yaml_error(path, e) from None
+    if node is None:
+        raise ConfigError("{} is empty; allowed: a YAML mapping of config keys, e.g. \"_BASE_: "
+                          "Base-VGG16-FRCNN.yaml\" and the keys it changes".format(path))
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError("{}, line {}: a YAML {}, not a mapping of config keys; allowed: "
+                          "KEY: value lines, e.g. \"SOLVER:\\n  MAX_ITER: 100\"".format(
+                              path, node.start_mark.line + 1,
+                              "list" if isinstance(node, yaml.SequenceNode) else "scalar"))
+    lines = {}
+    for key, value in node.value:
+        if key.value != "_BASE_":
+            continue
+        bases = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        for base_node in bases:
+            where = "{}, line {}".format(path, base_node.start_mark.line + 1)
+            if not isinstance(base_node, yaml.ScalarNode) or not base_node.value:
+                raise ConfigError("{}: _BASE_ is not a file path; allowed: a path relative to "
+                                  "the config's folder, or absolute".format(where))
+            base = os.path.expanduser(base_node.value)
+            if "://" in base:
+                continue
+            resolved = base if os.path.isabs(base) else os.path.join(
+                os.path.dirname(path), base)
+            if not os.path.isfile(resolved):
+                raise MissingFileError(
+                    "{}: _BASE_ {} not found (looked for {}); allowed: a path relative to the "
+                    "folder of {}, or absolute (a config copied elsewhere needs its base "
+                    "beside it, or an absolute _BASE_)".format(
+                        where, base_node.value, resolved, os.path.basename(path)))
+            real = os.path.realpath(resolved)
+            if real in _seen:
+                raise ConfigError("{}: _BASE_ {} includes itself (a cycle)".format(
+                    where, base_node.value))
+            lines.update(check_yaml_config(resolved, _seen + (os.path.realpath(path),)))
+    _key_lines(node, path, "", lines)
+    return lines
+
+
+def explain_merge_error(cfg, error, source, key_lines=None):
     """A one-paragraph message for a failed ``merge_from_file``/``merge_from_list``: the bad key
-    or value, where it came from, and the closest valid keys."""
+    or value, where it came from (with ``key_lines``, of :func:`check_yaml_config`: the file and
+    line), and the closest valid keys."""
     msg = str(error.args[0]) if error.args else str(error)
+    m = re.search(r"(?:Non-existent (?:config )?key|config key): (\S+)", msg)
+    where = key_lines.get(m.group(1)) if m and key_lines else None
     text = "Invalid config from {}: {}".format(source, msg)
+    m = re.search(r"Type mismatch \(<class '(\w+)'> vs\. <class '\w+'>\) with values \((.*) vs\.",
+                  msg)
+    if m:
+        kinds = {"int": "an integer", "float": "a number", "str": "a string", "bool": "True or "
+                 "False", "tuple": "a list, e.g. (1, 2)", "list": "a list, e.g. [1, 2]"}
+        text += "; allowed: {} (as the default, {})".format(kinds.get(m.group(1), m.group(1)),
+                                                            m.group(2))
     m = re.search(r"Non-existent (?:config )?key: (\S+)", msg)
     if m:
         close = suggest_keys(m.group(1), list(config_keys(cfg)))
@@ -58,7 +153,7 @@ def explain_merge_error(cfg, error, source):
                 "configuration reference (docs/configuration.md)?"
             )
         )
-    return text
+    return text + (" (at {})".format(where) if where else "")
 
 
 def check_config_file(path, what, example):
@@ -72,6 +167,9 @@ def check_config_file(path, what, example):
     if not path:
         raise ConfigError("No config file given (--config-file); allowed: a {}, e.g. {}".format(
             what, example))
+    if "://" not in path and os.path.isdir(path):
+        raise MissingFileError("Config file {} is a folder, not a file; allowed: a {}, e.g. "
+                               "{}".format(path, what, example))
     if "://" not in path and not os.path.isfile(path):
         raise MissingFileError("Config file not found: {}; allowed: an existing {}, e.g. "
                                "{}".format(path, what, example))
@@ -89,15 +187,16 @@ def load_frcnn_config(config_file, opts=()):
             entry.
     """
     check_config_file(config_file, "YAML file", "configs/vgg16_frcnn.yaml")
+    key_lines = check_yaml_config(config_file)
     cfg = add_frcnn_config(get_cfg())
-    for source, merge, what in (
-        (config_file, cfg.merge_from_file, config_file),
-        ("the command line", cfg.merge_from_list, list(opts or [])),
+    for source, merge, what, lines in (
+        (config_file, cfg.merge_from_file, config_file, key_lines),
+        ("the command line", cfg.merge_from_list, list(opts or []), None),
     ):
         try:
             merge(what)
         except (KeyError, AssertionError, ValueError, TypeError) as e:
-            raise ConfigError(explain_merge_error(cfg, e, source)) from None
+            raise ConfigError(explain_merge_error(cfg, e, source, lines)) from None
     register_config_datasets(cfg)
     return cfg
 

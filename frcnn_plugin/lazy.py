@@ -127,6 +127,11 @@ def load_lazy_config(path, overrides=()):
     try:
         cfg = LazyConfig.load(path)
     except (SyntaxError, ImportError, NameError, AttributeError, TypeError, ValueError) as e:
+        syntax = e if isinstance(e, SyntaxError) and e.lineno else e.__cause__
+        if isinstance(syntax, SyntaxError) and syntax.lineno:  # detectron2 wraps it
+            raise ConfigError("Cannot load the Python config {}, line {}: SyntaxError: {}; "
+                              "allowed: a Python file that runs".format(
+                                  path, syntax.lineno, syntax.msg)) from e
         raise ConfigError("Cannot load the Python config {}: {}: {}".format(
             path, type(e).__name__, e)) from e
     for o in overrides or ():
@@ -136,12 +141,73 @@ def load_lazy_config(path, overrides=()):
             )
         key = o.split("=", 1)[0].lstrip("+~")
         _check_override_key(cfg, key)
+        before = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
         try:
             LazyConfig.apply_overrides(cfg, [o])
         except Exception as e:  # Hydra's parser raises its own error types
             raise ConfigError("Override {!r} is invalid: {}: {}".format(
                 o, type(e).__name__, e)) from e
+        _check_override_type(o, key, before, OmegaConf.select(cfg, key, default=None))
+    _check_ranges(cfg)
     return cfg
+
+
+def _type_name(value):
+    if isinstance(value, bool):
+        return "a boolean (true or false)"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        return "a list"
+    if isinstance(value, dict) or OmegaConf.is_dict(value):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _check_override_type(override, key, before, after):
+    """An override keeps the type of the config's value (an integer stays an integer, a number
+    a number: ``train.max_iter=abc`` is refused); a key without a value (None) or a new
+    argument of a LazyCall takes anything."""
+    if before is None or after is None:
+        return
+    ok = True
+    if isinstance(before, bool):
+        ok = isinstance(after, bool)
+    elif isinstance(before, int):
+        ok = isinstance(after, int) and not isinstance(after, bool)
+    elif isinstance(before, float):
+        ok = isinstance(after, (int, float)) and not isinstance(after, bool)
+    elif isinstance(before, str):
+        ok = isinstance(after, str) or not isinstance(after, (dict, list, tuple))
+    if not ok:
+        raise ConfigError("Override {!r}: {} is {} in the config (there: {!r}), not {} ({!r}); "
+                          "allowed: {}".format(override, key, _type_name(before), before,
+                                               _type_name(after), after, _type_name(before)))
+
+
+# keys of detectron2's common/train.py (and the data loader) with the values they allow
+_RANGES = (
+    ("train.max_iter", 1, "an integer >= 1"),
+    ("train.checkpointer.period", 1, "an integer >= 1"),
+    ("train.log_period", 1, "an integer >= 1"),
+    ("train.eval_period", 0, "an integer >= 0 (0: evaluate at the end only)"),
+    ("dataloader.train.total_batch_size", 1, "an integer >= 1"),
+)
+
+
+def _check_ranges(cfg):
+    """The counts of the schedule are integers in their range (``train.max_iter=-4`` would
+    train nothing and evaluate)."""
+    for key, low, allowed in _RANGES:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError("{}={!r} is invalid; allowed: {}".format(key, value, allowed))
 
 
 class lazy_config_errors:

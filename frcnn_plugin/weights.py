@@ -32,8 +32,9 @@ from collections import OrderedDict
 
 import torch
 
-from .errors import CheckpointError, MissingFileError, OutputError, OutputExistsError
-from .files import atomic_write
+from .errors import CheckpointError, OutputError
+from .files import atomic_write, load_error_cause, require_file
+from .outputs import check_output_file
 from .modeling.backbone.vgg import VGG_BLOCKS
 
 __all__ = [
@@ -76,14 +77,13 @@ def conv_names(depth):
 
 def load_state_dict_file(path):
     """Load a state dict saved with ``torch.save``; clear errors for missing or corrupt files."""
-    if not os.path.isfile(path):
-        raise MissingFileError("VGG weights file not found: {}".format(path))
+    require_file(path, "VGG weights file", "allowed: torchvision's or Caffe's VGG .pth file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(
-            "Cannot read {} as a PyTorch state dict ({}: {}); is it a complete download of "
-            "torchvision's VGG weights?".format(path, type(e).__name__, e)
+            "Cannot read {} as a PyTorch state dict ({}); is it a complete download of "
+            "torchvision's VGG weights?".format(path, load_error_cause(e))
         ) from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -217,8 +217,7 @@ def save_checkpoint(model_state, path, overwrite=False, source="torchvision", ex
     writer (temporary file, fsync, rename), refusing to replace an existing file unless
     ``overwrite``; ``source`` (where the weights come from) is recorded as its author, and the
     entries of the dict ``extra`` are added beside "model"."""
-    if os.path.exists(path) and not overwrite:
-        raise OutputExistsError("{} exists; pass --overwrite to replace it".format(path))
+    check_output_file(path, "output", overwrite)
     checkpoint = {
         "model": model_state,
         "__author__": "{}, converted by frcnn_plugin".format(source),

@@ -54,9 +54,9 @@ class TestAnalyzeResults(unittest.TestCase):
         with open(path, "w") as f:
             json.dump(results, f)
         out = str(self.tmp / (name + "_out"))
-        with redirect_stdout(io.StringIO()) as buf:
+        with redirect_stdout(io.StringIO()) as buf:  # (a test may analyse twice into out)
             res = load_tool("analyze_results").main(
-                ["--results", path, "--dataset", name, "--out-dir", out, *args])
+                ["--results", path, "--dataset", name, "--out-dir", out, "--overwrite", *args])
         return res, out, buf.getvalue()
 
     def test_ap_exact_and_shifted(self):

@@ -406,7 +406,11 @@ def test_int8_twin(setup, tmp_path, capsys, one_thread):
     line = _error("export_model", ["--config-file", DEMO, "--sample-image", images[0],
                                    "--output", str(tmp_path / "neg"), "--format", "onnx",
                                    "--int8-calibration", "-2"], capsys)
-    assert "--int8-calibration -2; allowed: a number of images >= 1" in line
+    assert "argument --int8-calibration: '-2': allowed: an integer >= 1" in line
+    line = _error("export_model", ["--config-file", DEMO, "--sample-image", images[0],
+                                   "--output", str(tmp_path / "zero"), "--format", "onnx",
+                                   "--int8-calibration", "0"], capsys)  # was: silently no int8
+    assert "argument --int8-calibration: '0': allowed: an integer >= 1" in line
 
 
 def test_int8_comparison_by_hand():

@@ -23,7 +23,8 @@ import logging
 import os
 import sys
 
-from frcnn_plugin.cli import ConfigError, add_debug_flag, load_config, run_cli
+from frcnn_plugin.cli import add_debug_flag, int_in_range, load_config, run_cli
+from frcnn_plugin.outputs import check_output_dir, write_text
 
 # The benchmark lab (benchmarks/, beside tools/) is not installed with frcnn_plugin: import it
 # from this checkout, whatever the current folder.
@@ -50,7 +51,8 @@ def _names(allowed, what):
 def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
+    parser.add_argument("--seeds", type=int_in_range(1), default=3,
+                        help="seeds 0 .. N-1 (default 3)")
     parser.add_argument("--switches", type=_names(list(SWITCHES), "switch"),
                         default=list(SWITCHES), help="comma-separated (default: all)")
     parser.add_argument("--peers", type=_names(list(PEER_ROWS), "peer"),
@@ -69,8 +71,8 @@ def argument_parser():
 
 def main(argv=None):
     args = argument_parser().parse_args(argv)
-    if args.seeds < 1:
-        raise ConfigError("--seeds {}; allowed: an integer >= 1".format(args.seeds))
+    check_output_dir(args.out_dir, "--out-dir")  # a folder that can be written (a second
+    # call with the same --out-dir resumes: its results are kept)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     # as train_net.py: a bad value is one error naming the allowed ones, before any run
     cfg = load_config(args.config_file, args.opts)
@@ -79,8 +81,7 @@ def main(argv=None):
                            plugin=not args.skip_plugin)
     table = format_table(summarize(results))
     print(table)
-    with open(os.path.join(args.out_dir, "ablation.md"), "w") as f:
-        f.write(table + "\n")
+    write_text(os.path.join(args.out_dir, "ablation.md"), table + "\n")
     return results
 
 

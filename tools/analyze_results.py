@@ -11,11 +11,14 @@ also printed as a table), pr_curves.png (precision-recall per class and overall 
 columns, at --iou and --score-thresh), error_breakdown.png (overall) and
 error_breakdown/<class>.png (the COCO error analysis: C75, C50, Loc, Sim, Oth, BG, FN). The
 results come from ``tools/train_net.py --eval-only`` (COCOEvaluator's
-coco_instances_results.json), ``tools/predict.py`` (predictions.json) or any detector. A user's
+coco_instances_results.json), ``tools/predict.py --dataset NAME`` (predictions.json, with the
+data set's image ids) or any detector. Results of an earlier run in OUT_DIR are replaced only
+with --overwrite. A user's
 mistake ends with one ``error: ...`` paragraph and exit status 2 (``--debug``: the traceback).
 """
 import argparse
 import csv
+import io
 import logging
 import os
 
@@ -24,9 +27,13 @@ from frcnn_plugin.analysis import (
     run_cocoeval,
 )
 from frcnn_plugin.analysis.plots import plot_confusion, plot_error_breakdown, plot_pr_curves
-from frcnn_plugin.cli import ConfigError, add_debug_flag, run_cli
+from frcnn_plugin.cli import add_debug_flag, float_in_range, run_cli
+from frcnn_plugin.outputs import check_output_dir, write_text
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# what this tool writes into --out-dir
+RESULTS = ("per_class_ap.csv", "pr_curves.png", "confusion_matrix.csv", "confusion_matrix.png",
+           "error_breakdown.png", "error_breakdown/*.png")
 
 
 def argument_parser():
@@ -34,9 +41,12 @@ def argument_parser():
     parser.add_argument("--results", required=True, help="COCO results JSON")
     parser.add_argument("--dataset", required=True, metavar="NAME", help="a registered data set")
     parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--iou", type=float, default=0.5, help="confusion matrix IoU (0.5)")
-    parser.add_argument("--score-thresh", type=float, default=0.5,
+    parser.add_argument("--iou", type=float_in_range(0, 1, lo_open=True), default=0.5,
+                        help="confusion matrix IoU (0.5)")
+    parser.add_argument("--score-thresh", type=float_in_range(0, 1), default=0.5,
                         help="confusion matrix: detections scoring at least this (0.5)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of an earlier run in --out-dir")
     add_debug_flag(parser)
     return parser
 
@@ -51,21 +61,20 @@ def format_ap_table(rows):
 
 
 def _write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, text.getvalue())  # atomically
 
 
 def main(argv=None):
     args = argument_parser().parse_args(argv)
-    if not 0 < args.iou <= 1 or not 0 <= args.score_thresh <= 1:
-        raise ConfigError("--iou {} / --score-thresh {}; allowed: an IoU in (0, 1] and a score in "
-                          "[0, 1]".format(args.iou, args.score_thresh))
+    check_output_dir(args.out_dir, "--out-dir", RESULTS, args.overwrite)  # before any work
     logging.basicConfig(level=logging.WARNING)
-    os.makedirs(args.out_dir, exist_ok=True)
     gt = load_ground_truth(args.dataset, args.out_dir)
     results = load_results(args.results, gt)
+    os.makedirs(args.out_dir, exist_ok=True)
     ev = run_cocoeval(gt, results)
     rows = per_class_ap(gt, ev)
     print("{} detections on {} images of {}:".format(len(results), len(gt.getImgIds()),

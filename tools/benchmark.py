@@ -41,7 +41,8 @@ import math
 import os
 import sys
 
-from frcnn_plugin.cli import add_debug_flag, run_cli
+from frcnn_plugin.cli import add_debug_flag, int_in_range, run_cli
+from frcnn_plugin.outputs import check_output_file, write_text
 
 # The benchmark lab (benchmarks/, beside tools/) is not installed with frcnn_plugin: import it
 # from this checkout, whatever the current folder.
@@ -131,9 +132,9 @@ def argument_parser():
                                 epilog=__doc__.split("\n", 1)[1])
     p.add_argument("--config-file", required=True, help="the plugin config (YAML)")
     p.add_argument("--task", choices=TASKS, default="train")
-    p.add_argument("--iters", type=int, default=3, help="timed iterations per round")
-    p.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds")
+    p.add_argument("--iters", type=int_in_range(1), default=3, help="timed iterations per round")
+    p.add_argument("--warmup", type=int_in_range(0), default=1, help="untimed iterations first")
+    p.add_argument("--repeats", type=int_in_range(1), default=3, help="timed rounds")
     p.add_argument("--peers", type=peer_list, default=["torchvision", "d2"],
                    help="comma-separated models to compare with: torchvision, d2, or none "
                         "(default torchvision,d2)")
@@ -141,8 +142,9 @@ def argument_parser():
                    help="--task inference: comma-separated eager, torchscript, onnx; the plugin "
                         "model is also timed as traced by tools/export_model.py and run by "
                         "each (rows plugin-torchscript, plugin-onnx; CPU; default eager)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int_in_range(0, note=" (0: PyTorch's default)"), default=0,
                    help="torch intra-op threads for every model (default: torch's default)")
     p.add_argument("--synthetic", choices=("coco",), default=None,
                    help="generated COCO-shaped images (sizes, ~7 boxes, 80 classes)")
@@ -151,7 +153,8 @@ def argument_parser():
     p.add_argument("--dataset", default=None,
                    help="registered data set (default: the config's DATASETS.TRAIN[0], "
                         "DATASETS.TEST[0] for inference), e.g. coco_2017_val")
-    p.add_argument("--num-images", type=int, default=16, help="distinct input images")
+    p.add_argument("--num-images", type=int_in_range(1), default=16,
+                   help="distinct input images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action="store_true",
                    help="mixed precision on CUDA (float16 autocast + GradScaler)")
@@ -180,6 +183,8 @@ def argument_parser():
     p.add_argument("--no-isolate", action="store_true",
                    help="measure in this process (peak memory is then not per model)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --json / --plot file")
     add_debug_flag(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p
@@ -203,6 +208,9 @@ def main(argv=None):
         parser.error("--image-size needs --synthetic coco (or --task scaling: its base size)")
     if args.plot and args.task != "scaling":
         parser.error("--plot is for --task scaling")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:  # before any work
+            check_output_file(path, flag, args.overwrite)
     logging.basicConfig(level=logging.WARNING)
     options = BenchmarkOptions(
         task=args.task, iters=args.iters, warmup=args.warmup, repeats=args.repeats,
@@ -215,9 +223,7 @@ def main(argv=None):
     results = run_benchmark(options)
     print(format_report(results), flush=True)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(json_ready(results), f, indent=1, allow_nan=False)
+        write_text(args.json, json.dumps(json_ready(results), indent=1, allow_nan=False))
         print("results: {}".format(args.json))
     return results
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from detectron2.engine import SimpleTrainer
 
+from frcnn_plugin.cli import add_debug_flag, int_in_range, run_cli
 from frcnn_plugin.engine.train_loop import NonFiniteLossGuard
 
 
@@ -50,12 +51,13 @@ def time_per_iteration(guarded: bool, iters: int) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iters", type=int, default=3000, help="iterations per round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (median reported)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--iters", type=int_in_range(1), default=3000,
+                        help="iterations per round")
+    parser.add_argument("--rounds", type=int_in_range(1), default=5,
+                        help="rounds (median reported)")
+    parser.add_argument("--threads", type=int_in_range(1), default=1, help="torch threads")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    if args.iters < 1 or args.rounds < 1 or args.threads < 1:
-        parser.error("--iters, --rounds and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     logging.disable(logging.WARNING)
     times = {False: [], True: []}
@@ -70,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -27,36 +27,25 @@ from collections.abc import Mapping
 
 import torch
 
-from frcnn_plugin.cli import CheckpointError, MissingFileError, OutputExistsError, add_debug_flag
-from frcnn_plugin.cli import run_cli
+from frcnn_plugin.cli import CheckpointError, add_debug_flag, int_in_range, run_cli
+from frcnn_plugin.files import load_error_cause, require_file
 from frcnn_plugin.modeling.fc_svd import compress_fc_state_dict
+from frcnn_plugin.outputs import check_output_file
 from frcnn_plugin.weights import save_checkpoint
 
 LAYERS = ("roi_heads.box_head.fc6", "roi_heads.box_head.fc7")
 
 
-def _rank(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("{!r} is not an integer >= 0".format(text))
-    return value
-
-
 def load_model_state(path):
     """The model's state dict from a detectron2 checkpoint or a plain state dict."""
-    if not os.path.isfile(path):
-        raise MissingFileError("Checkpoint not found: {}; allowed: a trained checkpoint, e.g. "
-                               "OUTPUT_DIR/model_final.pth".format(path))
+    require_file(path, "Checkpoint", "allowed: a trained checkpoint, e.g. "
+                 "OUTPUT_DIR/model_final.pth")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError("Cannot read checkpoint {}: it is corrupt, truncated or not a "
-                              "PyTorch/detectron2 checkpoint ({}: {})".format(
-                                  path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-                              ) from e
+                              "PyTorch/detectron2 checkpoint ({})".format(
+                                  path, load_error_cause(e))) from e
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping):
@@ -68,7 +57,8 @@ def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("input", help="trained checkpoint (.pth)")
     parser.add_argument("output", help="compressed checkpoint to write (.pth)")
-    parser.add_argument("--ranks", nargs=2, type=_rank, default=[1024, 256], metavar=("FC6", "FC7"),
+    parser.add_argument("--ranks", nargs=2, type=int_in_range(0, note=" (0: the layer kept whole)"),
+                        default=[1024, 256], metavar=("FC6", "FC7"),
                         help="rank of fc6 and of fc7; 0 keeps a layer whole (default: the "
                              "paper's 1024 256)")
     parser.add_argument("--layers", nargs=2, default=list(LAYERS), metavar=("FC6", "FC7"),
@@ -81,8 +71,7 @@ def argument_parser():
 
 def main(argv=None):
     args = argument_parser().parse_args(argv)
-    if os.path.exists(args.output) and not args.overwrite:  # before the work
-        raise OutputExistsError("{} exists; pass --overwrite to replace it".format(args.output))
+    check_output_file(args.output, "output", args.overwrite)  # before the work
     state = load_model_state(args.input)
     compressed, errors = compress_fc_state_dict(state, dict(zip(args.layers, args.ranks)))
     save_checkpoint(compressed, args.output, overwrite=args.overwrite,

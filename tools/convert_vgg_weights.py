@@ -19,6 +19,7 @@ traceback); an existing output is never replaced by a failed conversion.
 import argparse
 
 from frcnn_plugin.cli import add_debug_flag, run_cli
+from frcnn_plugin.outputs import check_output_file
 from frcnn_plugin.weights import SOURCES, convert_vgg_weights, load_state_dict_file, save_checkpoint
 
 
@@ -32,6 +33,7 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
+    check_output_file(args.output, "output", args.overwrite)  # before any work
     state = load_state_dict_file(args.input)
     model_state, info = convert_vgg_weights(
         state, source=args.source, include_fc=not args.backbone_only

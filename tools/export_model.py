@@ -17,7 +17,8 @@ original size) and ``image`` (resized, (C, H, W) float32), outputs ``boxes`` (or
 pixels), ``scores`` and ``classes``. The first sample image is traced; every sample image is run
 by the exported file (TorchScript, or ONNX in onnxruntime on the CPU) and by the eager model, and
 a table of the differences per output is printed. Without ``--sample-image`` the first image of
-``DATASETS.TEST[0]`` is used. Run the file with ``tools/predict.py --backend``. With
+``DATASETS.TEST[0]`` is used; when neither model detects anything on them, the line says
+"NOTHING COMPARED" instead of "check passed". Run the file with ``tools/predict.py --backend``. With
 ``--format onnx --int8-calibration N`` also ``model_int8.onnx``: the checked file with its
 convolutions and fc layers quantized to int8 by ONNX Runtime (static, calibrated on the first N
 images of ``DATASETS.TRAIN[0]``), run by ``--backend onnx`` too.
@@ -31,7 +32,15 @@ import logging
 from detectron2.data.detection_utils import read_image
 
 import frcnn_plugin  # noqa: F401  (registers the components and data sets)
-from frcnn_plugin.cli import BadImageError, ConfigError, add_debug_flag, run_cli, weights_of
+from frcnn_plugin.cli import (
+    BadImageError,
+    ConfigError,
+    add_debug_flag,
+    float_in_range,
+    int_in_range,
+    run_cli,
+    weights_of,
+)
 from frcnn_plugin.data.checks import load_dataset_dicts
 from frcnn_plugin.data.mappers import BAD_IMAGE_ERRORS
 from frcnn_plugin.export import (
@@ -47,16 +56,10 @@ from frcnn_plugin.export import (
     output_path,
 )
 from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
+from frcnn_plugin.outputs import check_output_dir
 from frcnn_plugin.predict.inputs import expand_inputs
 
 logger = logging.getLogger("frcnn_plugin.export")
-
-
-def _tolerance(text):
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("{} is not a number >= 0".format(text))
-    return value
 
 
 def argument_parser():
@@ -76,16 +79,16 @@ def argument_parser():
         "--sample-image", nargs="+", default=None, metavar="PATH",
         help="images (files, folders, glob patterns) to trace (the first) and to check (all); "
              "default: the first image of DATASETS.TEST[0]")
-    parser.add_argument("--box-atol", type=_tolerance, default=BOX_ATOL, metavar="PX",
+    parser.add_argument("--box-atol", type=float_in_range(0), default=BOX_ATOL, metavar="PX",
                         help="largest box difference allowed, in pixels (default %(default)g)")
-    parser.add_argument("--score-atol", type=_tolerance, default=SCORE_ATOL, metavar="S",
+    parser.add_argument("--score-atol", type=float_in_range(0), default=SCORE_ATOL, metavar="S",
                         help="largest score difference allowed (default %(default)g)")
     parser.add_argument("--keep-on-mismatch", action="store_true",
                         help="write the file even if the check fails")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing model.ts / model.onnx (/ model_int8.onnx)")
     parser.add_argument(
-        "--int8-calibration", type=int, default=0, metavar="N",
+        "--int8-calibration", type=int_in_range(1), default=None, metavar="N",
         help="--format onnx: also write model_int8.onnx, its convolutions and fc layers "
              "quantized to int8 by ONNX Runtime (static, calibrated on the first N images of "
              "DATASETS.TRAIN[0]; e.g. 8); its differences from the eager model are printed")
@@ -124,11 +127,12 @@ def sample_images(cfg, patterns):
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    check_output_dir(args.output, "--output")  # before any work: a folder that can be written
     cfg = setup_cfg(args.config_file, args.opts, device="cpu")
     check_exportable(cfg, args.export_method, args.format)
     path = output_path(args.output, args.format, args.overwrite)  # before any work
     int8_path = None
-    if args.int8_calibration:
+    if args.int8_calibration is not None:
         if args.format != "onnx":
             raise ConfigError("--int8-calibration quantizes an ONNX model; allowed with "
                               "--format onnx")
@@ -144,11 +148,20 @@ def main(argv=None):
                           box_atol=args.box_atol, score_atol=args.score_atol,
                           keep_on_mismatch=args.keep_on_mismatch)
     print(report.table)
+    if not any(r.eager or r.exported for r in report.rows):
+        check = ("NOTHING COMPARED: neither model detected anything on the {} sample image(s), "
+                 "so only the empty outputs agree; check with images it detects objects in "
+                 "(--sample-image) or a lower MODEL.ROI_HEADS.SCORE_THRESH_TEST".format(
+                     len(report.rows)))
+    elif all(r.ok(args.box_atol, args.score_atol) for r in report.rows):
+        check = "check passed ({} detection(s) compared)".format(
+            sum(r.eager for r in report.rows))
+    else:
+        check = "CHECK FAILED (kept: --keep-on-mismatch)"
     print("{} {} ({}): {} in {:.1f} s".format(
         "Wrote" if report.written else "Did not write", report.path, args.format
         + (", opset {}".format(ONNX_OPSET) if args.format == "onnx" else ""),
-        "check passed" if all(r.ok(args.box_atol, args.score_atol) for r in report.rows)
-        else "CHECK FAILED (kept: --keep-on-mismatch)", report.seconds), flush=True)
+        check, report.seconds), flush=True)
     if int8_path:
         int8 = export_int8(cfg, model, samples, report.path, int8_path, calibration)
         print(int8.table)

@@ -19,24 +19,26 @@ Examples::
 
 Flags as ``tools/train_net.py`` (``--config-file``/``--config``, ``--resume``, ``--eval-only``,
 ``--num-gpus``/``--num-processes``, ``--num-machines``, ``--machine-rank``, ``--dist-url``,
-``--debug``), then ``key=value`` overrides. A user's mistake (missing file, a key the config does
-not have, a bad value, a corrupt checkpoint, bad data) ends with one ``error: ...`` paragraph and
-exit status 2, also from one of several processes. Checkpoints are written atomically with the
-optimizer state; ``train.nonfinite_loss`` ("error" or "skip") is the non-finite loss policy;
+``--debug``, ``--overwrite``), then ``key=value`` overrides; an output folder holding a run is
+refused for a fresh run, as there; an override keeps the type of the config's value
+(``train.max_iter=abc`` is refused) and the schedule's counts their range. A user's mistake
+(missing file, a key the config does not have, a bad value, a corrupt checkpoint, bad data) ends
+with one ``error: ...`` paragraph and exit status 2, also from one of several processes; Ctrl-C
+or SIGTERM with one line and the command that continues (exit status 130 / 143). Checkpoints are
+written atomically with the optimizer state; ``train.nonfinite_loss`` ("error" or "skip") is the
+non-finite loss policy;
 evaluation uses ``dataloader.evaluator`` (the plugin's configs: by the data set's
 ``evaluator_type``). The whole engine is shared with ``tools/train_net.py``
 (``frcnn_plugin.engine``).
 """
 import logging
 
-from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import frcnn_plugin  # noqa: F401  (registers the components and data sets)
 from frcnn_plugin.cli import load_config as load_tool_config
 from frcnn_plugin.cli import run_cli
-from frcnn_plugin.config_checks import check_output_dir
 from frcnn_plugin.engine import AtomicCheckpointer
 from frcnn_plugin.engine.lazy_trainer import (
     LazyTrainer,
@@ -44,12 +46,21 @@ from frcnn_plugin.engine.lazy_trainer import (
     check_lazy_config,
     lazy_test,
 )
-from frcnn_plugin.engine.tool import argument_parser, run_tool, save_results
+from frcnn_plugin.engine.tool import (
+    argument_parser,
+    check_output,
+    interrupt_note,
+    run_tool,
+    save_config,
+    save_results,
+    setup_output,
+    start_run,
+)
 from frcnn_plugin.engine.trainer import create_plugin_ddp_model
 
 logger = logging.getLogger("frcnn_plugin.train_net")
 
-__all__ = ["argument_parser", "cli", "load_config", "main", "setup"]
+__all__ = ["argument_parser", "cli", "load_config", "main", "preflight", "setup"]
 
 
 def load_config(args):
@@ -60,42 +71,56 @@ def load_config(args):
     return cfg
 
 
-def setup(args):
-    """load_config -> output folder check -> detectron2's default_setup (logging, seed, the
-    config saved as OUTPUT/config.yaml)."""
+def preflight(args):
+    """The config and the output folder, checked before any process starts."""
     cfg = load_config(args)
-    check_output_dir(cfg.train.output_dir, key="train.output_dir")
-    default_setup(cfg, args)
+    check_output(cfg.train.output_dir, "train.output_dir", args)
+    return cfg
+
+
+def setup(args):
+    """load_config -> output folder check (a fresh run into a folder holding a run is refused
+    without --resume / --overwrite) -> detectron2's default_setup (logging, seed); the config is
+    saved as OUTPUT/config.yaml once the run is set to start (``args.config_text`` until then)."""
+    cfg = load_config(args)
+    args.existing_run = check_output(cfg.train.output_dir, "train.output_dir", args)
+    args.config_text = setup_output(cfg, args, cfg.train.output_dir)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="frcnn_plugin")
     return cfg
 
 
 def main(args):
     cfg = setup(args)
-    if args.eval_only:
-        model = build_lazy_model(cfg)
-        model = create_plugin_ddp_model(model, cfg.train.device)
-        weights = cfg.train.get("init_checkpoint", "")
-        if weights:
-            AtomicCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
-                weights, resume=args.resume
-            )
-        else:
-            logger.warning("--eval-only with train.init_checkpoint empty: evaluating an "
-                           "untrained model")
-        res = lazy_test(cfg, model)
-        save_results(cfg.train.output_dir, res)
-        return res
+    out, state = cfg.train.output_dir, {}
+    with interrupt_note(args, out, state, "train.init_checkpoint="):
+        if args.eval_only:
+            model = build_lazy_model(cfg)
+            model = create_plugin_ddp_model(model, cfg.train.device)
+            weights = cfg.train.get("init_checkpoint", "")
+            if weights:
+                AtomicCheckpointer(model, save_dir=out).resume_or_load(
+                    weights, resume=args.resume
+                )
+            else:
+                logger.warning("--eval-only with train.init_checkpoint empty: evaluating an "
+                               "untrained model")
+            if not args.existing_run:  # a run's own config.yaml is kept
+                save_config(out, args.config_text)
+            res = lazy_test(cfg, model)
+            save_results(out, res)
+            return res
 
-    trainer = LazyTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    res = trainer.train()
-    save_results(cfg.train.output_dir, res)
-    return res
+        with start_run(out, args.overwrite, args.config_text):
+            trainer = LazyTrainer(cfg)
+            trainer.resume_or_load(resume=args.resume)
+        state["trainer"] = trainer
+        res = trainer.train()
+        save_results(out, res)
+        return res
 
 
 def _cli(argv):
-    return run_tool(argument_parser(), argv, main, preflight=load_config)
+    return run_tool(argument_parser(), argv, main, preflight=preflight)
 
 
 def cli(argv=None):

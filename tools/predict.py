@@ -29,27 +29,22 @@ import logging
 import torch
 
 import frcnn_plugin  # noqa: F401  (registers the components and data sets)
-from frcnn_plugin.cli import CheckpointError, ConfigError, add_debug_flag, run_cli, weights_of
+from frcnn_plugin.cli import (
+    CheckpointError,
+    ConfigError,
+    add_debug_flag,
+    command_line,
+    float_in_range,
+    int_in_range,
+    run_cli,
+    weights_of,
+)
 from frcnn_plugin.export import BACKENDS, FILE_NAMES, check_metadata, load_exported
 from frcnn_plugin.inspection.cli import build_inspection_model, setup_cfg
 from frcnn_plugin.lazy import is_lazy_config
 from frcnn_plugin.predict import plan_outputs, run_predictions
 
 logger = logging.getLogger("frcnn_plugin.predict")
-
-
-def _score(text):
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("{} is not in [0, 1]".format(text))
-    return value
-
-
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("{} is not an integer >= 1".format(text))
-    return value
 
 
 def argument_parser():
@@ -64,13 +59,17 @@ def argument_parser():
         help="images, folders (their images and videos), glob patterns (quote them) or videos")
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument(
-        "--score-thresh", type=_score, default=0.5, metavar="S",
+        "--score-thresh", type=float_in_range(0, 1), default=0.5, metavar="S",
         help="draw and write detections with a score >= S (default 0.5); the model's "
              "MODEL.ROI_HEADS.SCORE_THRESH_TEST is lowered to S if higher")
-    parser.add_argument("--batch-size", type=_positive, default=1, metavar="N",
+    parser.add_argument("--batch-size", type=int_in_range(1), default=1, metavar="N",
                         help="images or video frames per forward pass (default 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace output files that exist already")
+    parser.add_argument(
+        "--dataset", metavar="NAME", default=None,
+        help="the inputs are images of this registered data set: predictions.json carries its "
+             "image ids (for tools/analyze_results.py --dataset NAME); default: 0, 1, ...")
     parser.add_argument(
         "--backend", choices=BACKENDS, default="eager",
         help="eager (default: the checkpoint in PyTorch), or a file of tools/export_model.py "
@@ -133,7 +132,8 @@ def main(argv=None):
     args = argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args)
-    plan = plan_outputs(args.input, args.output, overwrite=args.overwrite)  # before any work
+    plan = plan_outputs(args.input, args.output, overwrite=args.overwrite,  # before any work
+                        dataset=args.dataset)
     check_backend_weights(args)
     weights = weights_of(cfg, args.weights, args.config_file)  # --weights, else MODEL.WEIGHTS
     if args.backend == "eager":
@@ -144,7 +144,8 @@ def main(argv=None):
     else:
         model = load_exported_model(cfg, weights, args)
     summary = run_predictions(cfg, model, plan, score_thresh=args.score_thresh,
-                              batch_size=args.batch_size, progress=args.progress)
+                              batch_size=args.batch_size, progress=args.progress,
+                              redo=command_line(argv or [], add=["--overwrite"]))
     print(summary.text(plan, args.score_thresh), flush=True)
     return summary
 

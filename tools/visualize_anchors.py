@@ -17,19 +17,26 @@ frcnn_plugin.inspection.anchor_viz for every picture. A user's mistake ends with
 """
 import logging
 
-from frcnn_plugin.cli import run_cli
+from frcnn_plugin.cli import ConfigError, int_in_range, run_cli
 from frcnn_plugin.inspection.anchor_viz import draw_all
 from frcnn_plugin.inspection.cli import build_inspection_model, input_parser, load_input, setup_cfg
 from frcnn_plugin.inspection.draw import display_scale
 from frcnn_plugin.inspection.pipeline import trace_pipeline
+from frcnn_plugin.outputs import check_output_dir
+
+PICTURES = ("base_anchors.png", "shifted_anchors.png", "iou_heatmap.png", "positive_anchors.png",
+            "rpn_samples.png", "roi_samples.png")
 
 
 def argument_parser():
     parser = input_parser(__doc__.split("\n")[0])
     parser.add_argument("--out-dir", default="output/anchor_pictures")
-    parser.add_argument("--scale", type=int, default=0,
-                        help="integer zoom (default: long side of at least 384 px)")
-    parser.add_argument("--gt-index", type=int, default=0, help="GT box of the IoU heat-map")
+    parser.add_argument("--scale", type=int_in_range(0, note=" (0: automatic)"), default=0,
+                        help="integer zoom (default 0: long side of at least 384 px)")
+    parser.add_argument("--gt-index", type=int_in_range(0), default=0,
+                        help="GT box of the IoU heat-map (from 0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the pictures of an earlier run in --out-dir")
     parser.add_argument("--force-predictions", action="store_true",
                         help="draw the RPN's predictions even if its weights are random")
     return parser
@@ -38,8 +45,15 @@ def argument_parser():
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    check_output_dir(args.out_dir, "--out-dir", PICTURES, args.overwrite)  # before any work
     cfg = setup_cfg(args.config_file, args.opts, allow_lazy=True)
     inp = load_input(cfg, args)
+    n_gt = 0 if inp.gt is None else len(inp.gt)
+    if args.gt_index and args.gt_index >= n_gt:
+        raise ConfigError("--gt-index {}: the image has {} GT box(es); allowed: 0 ... {}".format(
+            args.gt_index, n_gt, max(n_gt - 1, 0)) if n_gt else
+            "--gt-index {}: the image has no GT box; allowed: --gt-box or --dataset for GT, "
+            "then --gt-index 0 ... N-1".format(args.gt_index))
     model, untrained = build_inspection_model(cfg, args.weights)
     trace = trace_pipeline(model, inp)
     scale = args.scale or display_scale(trace.image_size)

@@ -21,7 +21,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.coco import convert_to_coco_json
 
 from ..data.checks import load_dataset_dicts
-from ..errors import DataError, MissingFileError
+from ..errors import DataError
+from ..files import require_file
 
 __all__ = ["quiet_pycocotools", "load_ground_truth", "load_results", "run_cocoeval", "per_class_ap",
            "pr_curves"]
@@ -55,8 +56,7 @@ def load_results(path: str, gt) -> List[dict]:
         MissingFileError: no such file.
         DataError: not JSON, not a list of detections, or ids the ground truth does not have.
     """
-    if not os.path.isfile(path):
-        raise MissingFileError("Results file not found: {}".format(path))
+    require_file(path, "Results file", "allowed: a COCO results JSON file")
     try:
         with open(path) as f:
             results = json.load(f)
@@ -77,8 +77,10 @@ def load_results(path: str, gt) -> List[dict]:
                              ("category_id", set(gt.getCatIds()), "category ids")):
         unknown = sorted({r[key] for r in results} - known, key=str)
         if unknown:
-            raise DataError("{}: {} {} not in the data set; allowed: its {} ({})".format(
-                path, key, unknown[:5], what, _short(sorted(known))))
+            raise DataError("{}: {} {} not in the data set; allowed: its {} ({}){}".format(
+                path, key, unknown[:5], what, _short(sorted(known)),
+                " (predictions.json of tools/predict.py: predict with --dataset NAME to number "
+                "the images by the data set's ids)" if key == "image_id" else ""))
     return results
 
 

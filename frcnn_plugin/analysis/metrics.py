@@ -3,12 +3,13 @@ and plotted: loss terms, learning rate, sampler statistics and evaluation AP aga
 one or several runs overlaid."""
 import json
 import logging
-import os
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ..errors import DataError, MissingFileError
+from ..errors import DataError
+from ..files import require_file
+from ..outputs import save_figure
 
 __all__ = ["PANELS", "load_metrics", "smooth", "plot_metrics"]
 
@@ -26,28 +27,38 @@ PANELS = {
 
 
 def load_metrics(path: str) -> Dict[str, List[tuple]]:
-    """key -> [(iteration, value), ...] from one ``metrics.json``; lines that do not parse are
-    skipped with a warning naming the line.
+    """key -> [(iteration, value), ...] from one ``metrics.json``, in iteration order; lines that
+    do not parse are skipped with a warning naming the line.
+
+    A resumed run appends the iterations after its last checkpoint again (the ones logged
+    before the interruption were trained once more): each key keeps the value logged last for
+    an iteration, so the curve runs forward and shows what the final model went through.
 
     Raises:
-        MissingFileError: no such file. DataError: no line has an ``iteration``.
+        MissingFileError: no such file, or a folder. DataError: not a text file; no line has an
+        ``iteration``.
     """
-    if not os.path.isfile(path):
-        raise MissingFileError("metrics file not found: {}".format(path))
-    series: Dict[str, List[tuple]] = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                it = int(row["iteration"])
-            except (ValueError, KeyError, TypeError):
-                logger.warning("%s line %d is not a metrics record; skipped", path, number)
-                continue
-            for k, v in row.items():
-                if k != "iteration" and isinstance(v, (int, float)) and np.isfinite(v):
-                    series.setdefault(k, []).append((it, float(v)))
+    require_file(path, "metrics file", "allowed: detectron2's OUTPUT_DIR/metrics.json")
+    by_key: Dict[str, Dict[int, float]] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise DataError("{} is not a text file ({}); allowed: detectron2's metrics.json (JSON "
+                        "lines)".format(path, e.reason)) from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            it = int(row["iteration"])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("%s line %d is not a metrics record; skipped", path, number)
+            continue
+        for k, v in row.items():
+            if k != "iteration" and isinstance(v, (int, float)) and np.isfinite(v):
+                by_key.setdefault(k, {})[it] = float(v)  # a later line (a resumed run) wins
+    series = {k: sorted(values.items()) for k, values in by_key.items()}
     if not series:
         raise DataError("{} has no metrics records (JSON lines with an \"iteration\"); is it "
                         "detectron2's metrics.json?".format(path))
@@ -99,5 +110,5 @@ def plot_metrics(runs: Dict[str, Dict[str, List[tuple]]], path: str, window: int
         if title == "learning rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)  # atomically
     return path

@@ -5,6 +5,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..outputs import save_figure
 from .errors import ERROR_STEPS
 
 __all__ = ["plot_pr_curves", "plot_confusion", "plot_error_breakdown"]
@@ -45,7 +46,7 @@ def plot_pr_curves(curves_by_iou: Dict[float, Dict[str, np.ndarray]], path: str)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)  # atomically
     return path
 
 
@@ -70,7 +71,7 @@ def plot_confusion(matrix: np.ndarray, names: List[str], path: str, iou: float,
     ax.set_ylabel("ground truth")
     ax.set_title("IoU ≥ {:g}, score ≥ {:g}".format(iou, score), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)  # atomically
     return path
 
 
@@ -93,5 +94,5 @@ def plot_error_breakdown(ps: np.ndarray, title: str, path: str) -> str:
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labels[::-1], fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)  # atomically
     return path

@@ -22,7 +22,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import CheckpointError, MissingFileError
-from ..files import atomic_write, is_local
+from ..files import atomic_write, is_local, load_error_cause
 from ..modeling.fc_svd import adapt_fc_state_dict
 
 __all__ = ["AtomicCheckpointer", "TAG_FILE"]
@@ -101,6 +101,11 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
     def load(self, path, *args, **kwargs):
         # detectron2 after v0.6 accepts "file.pth?matching_heuristics=True"
+        if path and is_local(path) and os.path.isdir(path.split("?", 1)[0]):
+            raise MissingFileError(
+                "Checkpoint {} is a folder, not a file (MODEL.WEIGHTS or the path given to "
+                "load); allowed: a checkpoint file, e.g. {}".format(
+                    path, os.path.join(path, "model_final.pth")))
         if path and is_local(path) and not os.path.isfile(path.split("?", 1)[0]):
             if self._resuming:
                 raise MissingFileError(
@@ -121,8 +126,7 @@ class AtomicCheckpointer(DetectionCheckpointer):
         except Exception as e:
             raise CheckpointError(
                 "Cannot read checkpoint {}: it is corrupt, truncated or not a PyTorch/detectron2 "
-                "checkpoint ({}: {})".format(filename, type(e).__name__, str(e).splitlines()[0]
-                                             if str(e) else "")
+                "checkpoint ({})".format(filename, load_error_cause(e))
             ) from e
         if not isinstance(loaded, Mapping) or not isinstance(loaded.get("model"), Mapping):
             raise CheckpointError(

@@ -8,6 +8,7 @@ names (the test-time resize and image format of ``dataloader.test``, ``train.ini
 ``train.device``, ``train.seed``) and builds the model with ``instantiate(cfg.model)``."""
 import argparse
 import logging
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -16,7 +17,7 @@ from detectron2.config import instantiate
 from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 
-from ..cli import load_config
+from ..cli import int_in_range, load_config
 from ..config_checks import config_errors
 from ..engine.checkpoint import AtomicCheckpointer
 from ..errors import ConfigError, UserError, add_debug_flag
@@ -46,8 +47,12 @@ def _box(text: str) -> List[float]:
         values = [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
         values = []
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError("expected 4 numbers X0,Y0,X1,Y1, got {!r}".format(text))
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError("{!r}: allowed: 4 numbers X0,Y0,X1,Y1".format(text))
+    if not (values[2] > values[0] and values[3] > values[1]):
+        raise argparse.ArgumentTypeError(
+            "{!r}: an empty or inverted box; allowed: X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0 "
+            "(corners in original-image pixels)".format(text))
     return values
 
 
@@ -62,7 +67,8 @@ def input_parser(description: str, image_input: bool = True,
         src = parser.add_mutually_exclusive_group(required=True)
         src.add_argument("--image", metavar="FILE", help="an image file (no GT unless --gt-box)")
         src.add_argument("--dataset", metavar="NAME", help="a registered data set")
-        parser.add_argument("--index", type=int, default=0, help="image index in --dataset")
+        parser.add_argument("--index", type=int_in_range(0), default=0,
+                            help="image index in --dataset (from 0)")
         parser.add_argument(
             "--gt-box", type=_box, action="append", default=[], metavar="X0,Y0,X1,Y1",
             help="with --image: a GT box (XYXY, original-image pixels, class 0); repeatable")

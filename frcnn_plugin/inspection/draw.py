@@ -21,6 +21,8 @@ from typing import Iterable, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..outputs import save_image
+
 __all__ = [
     "GT",
     "POSITIVE",
@@ -121,8 +123,7 @@ class Canvas:
         self.draw.text(self.to_canvas(x, y), text, fill=color)
 
     def save(self, path: str) -> str:
-        self.image.save(path, optimize=True)
-        return path
+        return save_image(self.image, path, optimize=True)  # atomically
 
     def to_chw(self) -> np.ndarray:
         """(3, H, W) uint8, for ``EventStorage.put_image``."""

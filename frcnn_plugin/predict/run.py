@@ -12,7 +12,9 @@ Outputs in the output folder:
   "bbox"}]}``.
 
 ``image_id`` is the position of the image or frame in the input order, from 0 (a skipped image
-keeps its number). Only detections with a score >= ``score_thresh`` are drawn and written.
+keeps its number); with a data set (``tools/predict.py --dataset NAME``), the data set's own
+``image_id`` of each image, so that ``tools/analyze_results.py`` evaluates the file. Only
+detections with a score >= ``score_thresh`` are drawn and written.
 An image that cannot be read is reported (a warning naming the file and why) and skipped.
 """
 import json
@@ -31,9 +33,11 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image, UnidentifiedImageError
 
+from ..data.checks import load_dataset_dicts
 from ..data.mappers import BAD_IMAGE_ERRORS
-from ..errors import BadImageError
+from ..errors import BadImageError, ConfigError, interrupt_note
 from ..files import atomic_write
+from ..outputs import check_output_dir, save_image
 from .classes import ClassInfo, class_info
 from .inputs import Source, check_outputs, expand_inputs, output_names
 from .predictor import BatchPredictor
@@ -59,6 +63,7 @@ class Plan(NamedTuple):
     outputs: List[str]
     json_file: str
     jsonl_file: str
+    image_ids: Optional[dict] = None  # realpath -> image id (--dataset); None: 0, 1, 2, ...
 
 
 class Summary:
@@ -84,15 +89,49 @@ class Summary:
         return "\n".join(lines)
 
 
-def plan_outputs(inputs: Sequence[str], output_dir: str, overwrite: bool = False) -> Plan:
-    """Expand the inputs and name every output; refuse existing outputs unless ``overwrite``,
-    before any work (see :func:`~frcnn_plugin.predict.inputs.check_outputs`)."""
+def plan_outputs(inputs: Sequence[str], output_dir: str, overwrite: bool = False,
+                 dataset: Optional[str] = None) -> Plan:
+    """Expand the inputs and name every output; refuse an output folder that cannot be
+    written and existing outputs unless ``overwrite``, before any work (see
+    :func:`~frcnn_plugin.outputs.check_output_dir` and
+    :func:`~frcnn_plugin.predict.inputs.check_outputs`).
+
+    Args:
+        dataset (str or None): a registered data set whose images the inputs are: the results
+            carry its image ids (so that ``tools/analyze_results.py --dataset`` reads them);
+            an input that is not one of its images is an error. None: images are numbered
+            0, 1, 2, ... in input order (video frames included).
+    """
+    check_output_dir(output_dir, "--output")
     sources = expand_inputs(inputs)
     outputs = [os.path.join(output_dir, n) for n in output_names(sources)]
     plan = Plan(sources, outputs, os.path.join(output_dir, PREDICTIONS_JSON),
-                os.path.join(output_dir, PREDICTIONS_JSONL))
+                os.path.join(output_dir, PREDICTIONS_JSONL),
+                dataset_image_ids(dataset, sources) if dataset else None)
     check_outputs(outputs + [plan.json_file, plan.jsonl_file], sources, overwrite)
     return plan
+
+
+def dataset_image_ids(dataset: str, sources: Sequence[Source]) -> dict:
+    """realpath of each image source -> its ``image_id`` in the registered ``dataset``.
+
+    Raises:
+        UnknownDatasetError: ``dataset`` is not registered.
+        ConfigError: a video, or an image that is not one of the data set's.
+    """
+    ids = {os.path.realpath(d["file_name"]): d["image_id"] for d in load_dataset_dicts(dataset)}
+    videos = [s.path for s in sources if s.kind != "image"]
+    if videos:
+        raise ConfigError("--dataset {}: {} is a video; allowed with --dataset: the data set's "
+                          "image files".format(dataset, videos[0]))
+    missing = [s.path for s in sources if os.path.realpath(s.path) not in ids]
+    if missing:
+        raise ConfigError("--dataset {}: {} of the {} input image(s) are not images of the data "
+                          "set (e.g. {}); allowed: its image files (e.g. {}), or no --dataset "
+                          "(images numbered 0, 1, ...)".format(
+                              dataset, len(missing), len(sources), ", ".join(missing[:3]),
+                              next(iter(ids), "none")))
+    return {os.path.realpath(s.path): ids[os.path.realpath(s.path)] for s in sources}
 
 
 def _reason(error) -> str:
@@ -150,7 +189,7 @@ class _Run:
 
 def _write_pictures(run, batch, outputs):
     for picture, output in zip(run.predict(batch), outputs):
-        Image.fromarray(picture).save(output, **(
+        save_image(Image.fromarray(picture), output, fsync=False, **(  # never half-written
             {"quality": 95} if output.lower().endswith((".jpg", ".jpeg")) else {}))
     run.summary.images += len(batch)
 
@@ -184,6 +223,21 @@ def _video(run, first_id, source, output, batch_size):
         run.summary.skipped.append((source.path, _reason(e)))
         return 0
     frames = 0
+    root, ext = os.path.splitext(output)
+    partial = "{}.partial-{}{}".format(root, os.getpid(), ext)  # renamed when complete
+    try:
+        frames = _video_frames(run, first_id, source, reader, partial, batch_size)
+        os.replace(partial, output)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    run.summary.videos += 1
+    run.summary.frames += frames
+    return frames
+
+
+def _video_frames(run, first_id, source, reader, output, batch_size):
+    frames = 0
     with reader, VideoWriter(output, reader.fps) as writer:
         batch = []
         for rgb in _frames(run, reader):
@@ -196,8 +250,6 @@ def _video(run, first_id, source, output, batch_size):
                 batch = []
         for picture in run.predict(batch):
             writer.write(picture)
-    run.summary.videos += 1
-    run.summary.frames += frames
     return frames
 
 
@@ -228,8 +280,8 @@ def _total(sources):
 
 
 def run_predictions(cfg, model, plan: Plan, score_thresh: float = 0.5, batch_size: int = 1,
-                    progress: Optional[bool] = None, classes: Optional[ClassInfo] = None
-                    ) -> Summary:
+                    progress: Optional[bool] = None, classes: Optional[ClassInfo] = None,
+                    redo: Optional[str] = None) -> Summary:
     """Predict every source of ``plan`` with ``model`` (built from ``cfg``) and write the
     outputs (see the module docstring).
 
@@ -239,6 +291,11 @@ def run_predictions(cfg, model, plan: Plan, score_thresh: float = 0.5, batch_siz
         progress (bool or None): show a tqdm progress bar with ETA; None: when stderr is a
             terminal.
         classes (ClassInfo or None): default :func:`~frcnn_plugin.predict.classes.class_info`.
+        redo (str or None): the command that redoes the run, for the line an interrupt prints.
+
+    Every file is written atomically: an interrupt (Ctrl-C, SIGTERM) leaves the pictures and
+    videos completed so far and no half-written file; predictions.json and .jsonl are written
+    at the end only.
 
     Raises:
         BadImageError: no input could be read at all (the outputs are written nonetheless).
@@ -247,9 +304,25 @@ def run_predictions(cfg, model, plan: Plan, score_thresh: float = 0.5, batch_siz
     classes = class_info(cfg) if classes is None else classes
     bar = tqdm(total=_total(plan.sources), unit="img", file=sys.stderr,
                disable=None if progress is None else not progress, dynamic_ncols=True)
-    with bar, open(plan.jsonl_file, "w") as jsonl:
-        run = _Run(cfg, model, classes, score_thresh, jsonl, bar)
-        _run_sources(run, plan, batch_size)
+    jsonl_partial = "{}.partial-{}".format(plan.jsonl_file, os.getpid())
+    run = None
+
+    def note():
+        done = (run.summary.images + run.summary.frames) if run else 0
+        return ("predicted {} of {} image(s)/frame(s); kept: their pictures in {} (each "
+                "complete); not written: {}, {}{}".format(
+                    done, bar.total, os.path.dirname(plan.json_file) or ".",
+                    PREDICTIONS_JSON, PREDICTIONS_JSONL,
+                    "; redo with: " + redo if redo else ""))
+
+    try:
+        with interrupt_note(note), bar, open(jsonl_partial, "w") as jsonl:
+            run = _Run(cfg, model, classes, score_thresh, jsonl, bar)
+            _run_sources(run, plan, batch_size)
+        os.replace(jsonl_partial, plan.jsonl_file)
+    finally:
+        if os.path.exists(jsonl_partial):
+            os.remove(jsonl_partial)
     atomic_write(plan.json_file, lambda f: json.dump(run.results, f), mode="w")
     summary = run.summary
     if summary.skipped and not summary.images and not summary.frames:
@@ -263,7 +336,8 @@ def _run_sources(run, plan, batch_size):
     next_id, images = 0, []
     for source, output in zip(plan.sources, plan.outputs):
         if source.kind == "image":
-            images.append((next_id, source, output))
+            images.append((plan.image_ids[os.path.realpath(source.path)]
+                           if plan.image_ids else next_id, source, output))
             next_id += 1
             continue
         _images(run, images, batch_size)

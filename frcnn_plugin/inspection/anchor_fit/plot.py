@@ -2,6 +2,7 @@
 pyplot state)."""
 import numpy as np
 
+from ...outputs import save_figure
 from .analysis import AnchorFitResult
 from .report import pct
 from .scoring import MID_IOU
@@ -50,5 +51,5 @@ def plot_fit(result: AnchorFitResult, path: str) -> str:
     ax1.legend(fontsize=7, loc="upper left")
     fig.suptitle("Anchor fit: {}".format(result.dataset), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)  # atomically
     return path
