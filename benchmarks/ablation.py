@@ -101,6 +101,14 @@ SWITCHES = {
         "backbone and RPN head trained and evaluated in the channels_last memory format",
         {"MODEL.CHANNELS_LAST": True},
     ),
+    # not a design difference either: bf16 mixed precision (issue 26), trained and evaluated
+    # (forced, not "auto": the same arithmetic on any CPU; slow where bf16 is emulated)
+    "bf16": (
+        "bf16 mixed precision in training and evaluation (SOLVER.AMP / TEST.AMP bf16), "
+        "channels_last",
+        {"SOLVER.AMP.ENABLED": True, "SOLVER.AMP.PRECISION": "bf16", "TEST.AMP.ENABLED": True,
+         "TEST.AMP.PRECISION": "bf16", "MODEL.CHANNELS_LAST": True},
+    ),
 }
 
 # Test-time switches: name -> (what it changes, config overrides). They need no retraining:

@@ -33,8 +33,14 @@ from detectron2.utils.env import seed_all_rng
 from frcnn_plugin.config import with_keys
 from frcnn_plugin.config_checks import check_output_dir, config_errors
 from frcnn_plugin.engine.trainer import Trainer
+from frcnn_plugin.modeling.precision import (
+    apply_autocast,
+    apply_precision,
+    inference_precision,
+    training_precision,
+)
 
-from .peers import build_benchmark_model
+from .peers import TORCHVISION_AMP_MODULES, build_benchmark_model
 
 __all__ = ["BenchmarkTrainer", "benchmark_config", "build_benchmark_trainer", "evaluate_bbox",
            "train_and_evaluate", "run_accuracy"]
@@ -98,6 +104,12 @@ class BenchmarkTrainer(Trainer):
         if self.kind != "plugin":  # the draws of tools/train_net.py's model (class doc)
             _set_rng_state(before)
             build_model(cfg)
+        # SOLVER.AMP / TEST.AMP as Trainer.build_model applies them, for every kind
+        if self.kind == "torchvision":
+            apply_autocast(model, training_precision(cfg), inference_precision(cfg),
+                           paths=TORCHVISION_AMP_MODULES)
+        else:
+            apply_precision(cfg, model)
         logger.info("Model:\n%s", model)
         return model
 

@@ -43,6 +43,7 @@ from frcnn_plugin.weights import load_state_dict_file
 
 __all__ = [
     "MODEL_KINDS",
+    "TORCHVISION_AMP_MODULES",
     "PEER_INITS",
     "d2_builtin_config",
     "torchvision_box_head",
@@ -59,6 +60,11 @@ __all__ = [
 
 MODEL_KINDS = ("plugin", "torchvision", "d2")
 
+
+# the torchvision peer's modules that compute (paths from the peer wrapper), as
+# frcnn_plugin.modeling.precision.AMP_MODULES: run under autocast for bf16
+TORCHVISION_AMP_MODULES = ("model.backbone", "model.rpn.head", "model.roi_heads.box_head",
+                           "model.roi_heads.box_predictor")
 
 def d2_builtin_config(cfg):
     """A copy of ``cfg`` with detectron2's built-in meta-architecture, RPN, RPN head and ROI

@@ -231,8 +231,11 @@ def run_benchmark(options: BenchmarkOptions, cfg=None, log=print) -> Dict[str, o
     threads = torch.get_num_threads()
     device = torch.device(options.device)
     if options.amp and device.type != "cuda":
-        raise BenchmarkOptionError("--amp (float16 autocast, GradScaler) needs a CUDA device; "
-                                   "on CPU torchvision's roi_pool has no bfloat16 autocast")
+        raise BenchmarkOptionError(
+            "--amp (float16 autocast, GradScaler) needs a CUDA device; allowed on the CPU: bf16 "
+            "through the config keys, SOLVER.AMP.ENABLED True SOLVER.AMP.PRECISION bf16 "
+            "(training) or TEST.AMP.ENABLED True TEST.AMP.PRECISION bf16 (inference), given "
+            "to every model alike")
     started = time.time()
     load_before = machine_info(device)["load_avg_1_5_15"]
     changes = {} if options.task == "variants" else {  # variants: weights in settings.input

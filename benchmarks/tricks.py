@@ -25,13 +25,14 @@ from frcnn_plugin.engine.checkpoint import AtomicCheckpointer
 from frcnn_plugin.export import calibration_inputs, exported_model
 from frcnn_plugin.modeling.fc_svd import SVDLinear
 from frcnn_plugin.modeling.memory_format import apply_channels_last
+from frcnn_plugin.modeling.precision import apply_autocast, inference_precision, training_precision
 from frcnn_plugin.modeling.quantize import (
     apply_bf16_autocast,
     prepare_for_inference,
     quantize_fc_int8,
 )
 
-from .peers import build_torchvision_peer
+from .peers import TORCHVISION_AMP_MODULES, build_torchvision_peer
 
 __all__ = [
     "TRICKS",
@@ -132,7 +133,9 @@ def variant_config(cfg, tricks: Sequence[str], svd_ranks: Sequence[int] = (1024,
     cfg.MODEL.ROI_BOX_HEAD.FC_SVD_RANKS = (svd_ranks_for(cfg, svd_ranks) if "svd" in tricks
                                            else [0, 0])
     cfg.MODEL.ROI_BOX_HEAD.FC_INT8 = "int8" in tricks
-    cfg.MODEL.BF16_AUTOCAST = "bf16" in tricks
+    cfg.MODEL.BF16_AUTOCAST = False  # deprecated: TEST.AMP
+    cfg.TEST.AMP.ENABLED = "bf16" in tricks
+    cfg.TEST.AMP.PRECISION = "bf16"
     cfg.freeze()
     return cfg
 
@@ -155,18 +158,17 @@ def _torchvision_tricks(peer, tricks, svd_ranks, factorize: bool = True):
     if "int8" in tricks:
         quantize_fc_int8(peer, paths=("model.roi_heads.box_head",))
     if "bf16" in tricks:
-        apply_bf16_autocast(peer, paths=("model.backbone", "model.rpn.head",
-                                         "model.roi_heads.box_head",
-                                         "model.roi_heads.box_predictor"))
+        apply_bf16_autocast(peer, paths=TORCHVISION_AMP_MODULES)
 
 
-def config_tricks(cfg) -> Tuple[str, ...]:
+def config_tricks(cfg, inference: bool = True) -> Tuple[str, ...]:
     """The tricks a config's keys turn on (``MODEL.CHANNELS_LAST``, ``FC_SVD_RANKS``,
-    ``FC_INT8``, ``MODEL.BF16_AUTOCAST``)."""
+    ``FC_INT8``; ``bf16``: the resolved ``TEST.AMP`` for ``inference``, else ``SOLVER.AMP``)."""
     box = cfg.MODEL.ROI_BOX_HEAD
+    dtype = inference_precision(cfg) if inference else training_precision(cfg)
     on = {"channels_last": cfg.MODEL.get("CHANNELS_LAST", False),
           "svd": any(box.get("FC_SVD_RANKS", (0, 0))), "int8": box.get("FC_INT8", False),
-          "bf16": cfg.MODEL.get("BF16_AUTOCAST", False)}
+          "bf16": dtype is torch.bfloat16}
     return tuple(t for t in TRICKS if on[t])
 
 
@@ -177,21 +179,27 @@ def apply_config_tricks(cfg, kind: str, model: nn.Module, inference: bool) -> Li
     through :func:`~frcnn_plugin.modeling.quantize.prepare_for_inference`, torchvision on its
     own modules). The SVD is structural: the d2 peer is built with the ranks (same box head);
     torchvision's fc6/fc7 are factorized here. Returns the tricks applied."""
-    tricks = config_tricks(cfg)
+    tricks = config_tricks(cfg, inference)
     if not tricks:
         return []
+    train_bf16 = not inference and "bf16" in tricks  # SOLVER.AMP: bf16 training, every model
     if kind == "torchvision":
         ranks = list(cfg.MODEL.ROI_BOX_HEAD.FC_SVD_RANKS)
         if inference:
             model.eval()
         _torchvision_tricks(model, tricks if inference else
                             tuple(t for t in tricks if t in ("channels_last", "svd")), ranks)
+        if train_bf16:
+            apply_autocast(model, train_dtype=torch.bfloat16, paths=TORCHVISION_AMP_MODULES)
     else:
         if kind != "plugin" and "channels_last" in tricks:
             apply_channels_last(model)
         if inference:
             prepare_for_inference(cfg, model.eval())
-    return list(tricks) if inference else [t for t in tricks if t in ("channels_last", "svd")]
+        elif train_bf16:
+            apply_autocast(model, train_dtype=torch.bfloat16)
+    return list(tricks) if inference else [t for t in tricks if t in ("channels_last", "svd",
+                                                                      "bf16")]
 
 
 def build_variant(cfg, kind: str, variant: str, weights: Optional[str],

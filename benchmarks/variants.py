@@ -38,7 +38,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_VARIANTS = ("fp32", "channels_last", "svd", "int8", "svd+int8",
-                    "channels_last+svd+int8", "bf16")
+                    "channels_last+svd+int8", "bf16", "channels_last+bf16")
 
 
 def evaluate_variant(cfg, model, output_dir: str) -> Dict[str, float]:

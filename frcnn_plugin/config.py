@@ -256,10 +256,26 @@ def add_frcnn_config(cfg):
     # and inference (needs MODEL.META_ARCHITECTURE "FRCNNGeneralizedRCNN"). Same outputs within
     # float tolerance; measured faster for VGG16's convolutions on CPU (see BENCHMARKS.md).
     _C.MODEL.CHANNELS_LAST = False
-    # Inference only: run the backbone, the RPN head and the box head and predictor under
-    # torch.autocast with bfloat16 (outputs back to float32; RoI pooling and NMS stay float32).
-    # Gains only on CPUs/GPUs with fast bf16 (see BENCHMARKS.md); AP can drop slightly.
+    # Deprecated (removed in the next release): True means TEST.AMP.ENABLED True with
+    # TEST.AMP.PRECISION "bf16" (a warning says so).
     _C.MODEL.BF16_AUTOCAST = False
+
+    # ---------------------------------------------------------------------------------------
+    # Mixed precision (docs/precision.md, frcnn_plugin.modeling.precision). Training:
+    # detectron2's SOLVER.AMP.ENABLED, with the precision below; inference (evaluation,
+    # tools/predict.py, the benchmark): TEST.AMP. The backbone, the RPN head, the box head and
+    # the predictor compute in the low precision; anchors, losses, box decoding, RoI pooling
+    # and NMS in float32; weights and optimizer state float32. "bf16" (CPU or GPU), "fp16"
+    # (CUDA only: detectron2's AMPTrainer with GradScaler) or "auto": bf16 on a CPU with
+    # amx_bf16 / avx512_bf16, float32 on other CPUs (bf16 would be emulated, slower), bf16 on a
+    # GPU that supports it, else fp16; resolved and logged at start-up.
+    # ---------------------------------------------------------------------------------------
+    _C.SOLVER.AMP = CN()
+    _C.SOLVER.AMP.ENABLED = False
+    _C.SOLVER.AMP.PRECISION = "auto"
+    _C.TEST.AMP = CN()
+    _C.TEST.AMP.ENABLED = False
+    _C.TEST.AMP.PRECISION = "auto"
 
     # ---------------------------------------------------------------------------------------
     # VGG fc6/fc7 box head (MODEL.ROI_BOX_HEAD.NAME: "VGGFCHead"); it reads

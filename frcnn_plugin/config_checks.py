@@ -20,6 +20,7 @@ from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY
 from .config import config_keys
 from .errors import ConfigError, OutputError, UserError
 from .modeling.anchor_generator import uses_explicit_sizes
+from .modeling.precision import PRECISIONS
 from .modeling.backbone.vgg import VGG_INITS
 from .modeling.roi_heads import PREDICTOR_INITS, FRCNNROIHeads
 from .modeling.rpn import FRCNNRPN, PROPOSAL_ORDERS
@@ -186,6 +187,7 @@ def _check_model(p):
             "subclass), which apply it".format(
                 p.get("MODEL.ROI_BOX_HEAD.PREDICTOR_INIT"), p.get("MODEL.ROI_HEADS.NAME")))
     _check_speed(p)
+    _check_precision(p)
 
     def positive_lists(v):
         levels = list(v) if len(v) and isinstance(v[0], (list, tuple)) else [v]
@@ -261,6 +263,19 @@ def _check_speed(p):
             "MODEL.CHANNELS_LAST=True with MODEL.META_ARCHITECTURE={!r}; allowed: False, or "
             "the FRCNNGeneralizedRCNN meta-architecture (which applies it)".format(
                 p.get("MODEL.META_ARCHITECTURE")))
+
+
+def _check_precision(p):
+    """Mixed precision (issue 26): SOLVER.AMP and TEST.AMP."""
+    for section in ("SOLVER", "TEST"):
+        key = section + ".AMP.PRECISION"
+        p.require(section + ".AMP.ENABLED", lambda v: isinstance(v, bool), "True or False")
+        if p.require(key, lambda v: v in PRECISIONS, ", ".join(repr(v) for v in PRECISIONS)):
+            if p.get(key) == "fp16" and p.get(section + ".AMP.ENABLED") is True and str(
+                    p.get("MODEL.DEVICE")).startswith("cpu"):
+                p.lines.append(
+                    "{}='fp16' with MODEL.DEVICE={!r}; allowed on the CPU: 'bf16' or 'auto' "
+                    "(PyTorch has no fast float16 CPU kernels)".format(key, p.get("MODEL.DEVICE")))
 
 
 def _check_input_and_solver(p):

@@ -157,10 +157,12 @@ def argument_parser():
                    help="distinct input images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action="store_true",
-                   help="mixed precision on CUDA (float16 autocast + GradScaler)")
+                   help="mixed precision on CUDA (float16 autocast + GradScaler); bf16 (CPU or "
+                        "GPU): the keys SOLVER.AMP.ENABLED True SOLVER.AMP.PRECISION bf16 "
+                        "(train task) or TEST.AMP.* (inference), applied to every model")
     p.add_argument("--variants", type=variant_list, default=None,
                    help="variants task: comma-separated variants (default: fp32, channels_last, "
-                        "svd, int8, svd+int8, channels_last+svd+int8, bf16, and onnx, onnx_int8 "
+                        "svd, int8, svd+int8, channels_last+svd+int8, bf16, channels_last+bf16, and onnx, onnx_int8 "
                         "(ONNX Runtime fp32 and int8) when installed)")
     p.add_argument("--svd-ranks", type=rank_pair, default=[1024, 256], metavar="FC6,FC7",
                    help="variants task: ranks of the svd trick (default 1024,256; clipped to "

@@ -103,7 +103,7 @@ def main(args):
                                "model")
             if not args.existing_run:  # a run's own config.yaml is kept
                 save_config(cfg.OUTPUT_DIR, args.config_text)
-            prepare_for_inference(cfg, model.eval())  # FC_INT8, BF16_AUTOCAST
+            prepare_for_inference(cfg, model.eval())  # FC_INT8, TEST.AMP
             res = Trainer.test(cfg, model)
             if comm.is_main_process():
                 verify_results(cfg, res)

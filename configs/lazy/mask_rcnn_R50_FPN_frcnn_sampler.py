@@ -27,5 +27,6 @@ dataloader.train.mapper.use_instance_mask = True     # masks for the mask head
 optimizer = model_zoo_config("common/optim.py").SGD
 lr_multiplier = model_zoo_config("common/coco_schedule.py").lr_multiplier_1x
 train = model_zoo_config("common/train.py").train
+train.amp.precision = "auto"  # with train.amp.enabled (SOLVER.AMP): "auto", "bf16" or "fp16"
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
 train.output_dir = "output/mask_rcnn_R50_FPN_frcnn_sampler_lazy"

@@ -27,5 +27,6 @@ optimizer = model_zoo_config("common/optim.py").SGD
 optimizer.lr = 0.01                   # RetinaNet's learning rate
 lr_multiplier = model_zoo_config("common/coco_schedule.py").lr_multiplier_1x
 train = model_zoo_config("common/train.py").train
+train.amp.precision = "auto"  # with train.amp.enabled (SOLVER.AMP): "auto", "bf16" or "fp16"
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
 train.output_dir = "output/retinanet_R50_FPN_octave_anchors_lazy"

@@ -38,6 +38,7 @@ optimizer.weight_decay = 0.0005
 lr_multiplier = multistep_lr_multiplier(MAX_ITER, steps=[240000], warmup_iters=1000)
 
 train = model_zoo_config("common/train.py").train
+train.amp.precision = "auto"  # with train.amp.enabled (SOLVER.AMP): "auto", "bf16" or "fp16"
 train.output_dir = "output/vgg16_frcnn_coco_lazy"
 train.init_checkpoint = "weights/vgg16_imagenet_d2.pth"
 train.max_iter = MAX_ITER

@@ -17,7 +17,8 @@ these optional keys of ``train`` (the YAML keys in brackets):
   ``nonfinite_loss_max_skips`` (``SOLVER.NONFINITE_LOSS_MAX_SKIPS``), ``sync_check_period``
   (``SOLVER.SYNC_CHECK_PERIOD``), ``vis_period``, ``vis_num_images``, ``vis_score_thresh``
   (``TEST.VIS_*``: pictures of predictions on the first images of ``dataloader.test``, in
-  TensorBoard).
+  TensorBoard), ``amp.enabled`` with ``amp.precision`` "auto", "bf16" or "fp16"
+  (``SOLVER.AMP``: mixed-precision training, :mod:`frcnn_plugin.modeling.precision`).
 
 The objects are built as detectron2's ``tools/lazyconfig_train_net.py`` builds them, in the
 order of ``DefaultTrainer`` (model, optimizer, training loader, then the training step and the LR
@@ -36,6 +37,7 @@ from detectron2.utils import comm
 from ..errors import ConfigError
 from ..inspection.cli import LazyInspectionConfig
 from ..lazy import lazy_config_errors
+from ..modeling.precision import apply_autocast, lazy_training_precision, uses_amp_trainer
 from .checkpoint import AtomicCheckpointer
 from .train_loop import NonFiniteLossGuard
 from .trainer import TrainerStateMixin, add_plugin_hooks, build_step_trainer
@@ -102,6 +104,11 @@ class LazyTrainer(TrainerStateMixin, TrainerBase):
         # detectron2's tools/lazyconfig_train_net.py: model, optimizer, training loader (the
         # order of DefaultTrainer), then the training step around them
         model = build_lazy_model(cfg)
+        # train.amp: bf16 in the model's own autocast, fp16 on CUDA in detectron2's AMPTrainer
+        dtype = lazy_training_precision(train)
+        amp_trainer = uses_amp_trainer(dtype, train.device)
+        if dtype is not None and not amp_trainer:
+            apply_autocast(model, train_dtype=dtype)
         cfg.optimizer.params.model = model
         with lazy_config_errors("the optimizer"):
             optimizer = instantiate(cfg.optimizer)
@@ -109,7 +116,7 @@ class LazyTrainer(TrainerStateMixin, TrainerBase):
             data_loader = instantiate(cfg.dataloader.train)
         self._trainer = build_step_trainer(
             model, data_loader, optimizer, device=train.device,
-            amp=train.get("amp", {}).get("enabled", False), **train.get("ddp", {}),
+            amp=amp_trainer, **train.get("ddp", {}),
         )
         with lazy_config_errors("the LR schedule"):
             multiplier = instantiate(cfg.lr_multiplier)

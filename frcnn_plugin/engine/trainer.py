@@ -35,6 +35,7 @@ from ..data import prepare_dataset
 from ..data.checks import load_test_dataset_dicts, load_train_dataset_dicts
 from ..data.dataset_mapper import FRCNNDatasetMapper
 from ..data.loaders import build_frcnn_test_loader, wrap_train_mapper
+from ..modeling.precision import apply_precision, training_precision, uses_amp_trainer
 from .checkpoint import AtomicCheckpointer
 from .hooks import ReplicaSyncCheck
 from .train_loop import NonFiniteLossGuard
@@ -113,9 +114,30 @@ def build_step_trainer(model, data_loader, optimizer, *, device, amp=False, **dd
     with the model, optimizer and training loader they built: the model in
     DistributedDataParallel when there are several processes (:func:`create_plugin_ddp_model`),
     then detectron2's ``AMPTrainer`` (``amp``) or ``SimpleTrainer``, whose ``run_step`` is the
-    training step."""
+    training step. ``amp`` is detectron2's float16 ``AMPTrainer`` (CUDA); bf16 training is
+    the model's own autocast (:mod:`frcnn_plugin.modeling.precision`) with ``SimpleTrainer``."""
     model = create_plugin_ddp_model(model, device, **ddp_kwargs)
     return (AMPTrainer if amp else SimpleTrainer)(model, data_loader, optimizer)
+
+
+@contextlib.contextmanager
+def _model_autocast_in_default_trainer(cfg):
+    """Where training runs in the model's own autocast (bf16, :meth:`Trainer.build_model`), make
+    ``DefaultTrainer.__init__``, which picks ``AMPTrainer`` whenever ``SOLVER.AMP.ENABLED``,
+    take ``SimpleTrainer`` (detectron2's ``AMPTrainer`` is float16 autocast with a
+    ``GradScaler``, CUDA only): the name ``AMPTrainer`` in ``detectron2.engine.defaults`` is
+    replaced for the duration of the call, as :func:`_cpu_ddp_in_default_trainer` does for
+    ``create_ddp_model`` (the README, "detectron2 internals the plugin relies on"). fp32, or
+    fp16 on CUDA: nothing changes."""
+    if not cfg.SOLVER.AMP.ENABLED or uses_amp_trainer(training_precision(cfg), cfg.MODEL.DEVICE):
+        yield
+        return
+    original = defaults.AMPTrainer
+    defaults.AMPTrainer = SimpleTrainer
+    try:
+        yield
+    finally:
+        defaults.AMPTrainer = original
 
 
 @contextlib.contextmanager
@@ -203,8 +225,15 @@ class Trainer(TrainerStateMixin, DefaultTrainer):
         self.nonfinite_guard = NonFiniteLossGuard(
             cfg.SOLVER.NONFINITE_LOSS, cfg.SOLVER.NONFINITE_LOSS_MAX_SKIPS
         )
-        with _cpu_ddp_in_default_trainer(cfg.MODEL.DEVICE):
+        with _cpu_ddp_in_default_trainer(cfg.MODEL.DEVICE), \
+                _model_autocast_in_default_trainer(cfg):
             super().__init__(cfg)
+
+    @classmethod
+    def build_model(cls, cfg):
+        """detectron2's ``build_model``, run in the mixed precision of ``SOLVER.AMP`` (training)
+        and ``TEST.AMP`` (evaluation) by :func:`~frcnn_plugin.modeling.precision.apply_precision`."""
+        return apply_precision(cfg, super().build_model(cfg))
 
     def build_hooks(self):
         """DefaultTrainer's hooks, with :class:`AtomicCheckpointer` as ``self.checkpointer``

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .memory_format import submodules_at
+from .precision import AMP_MODULES, apply_autocast, inference_precision
 
 __all__ = ["quantize_fc_int8", "apply_bf16_autocast", "prepare_for_inference", "INT8_MODULES",
            "BF16_MODULES"]
@@ -90,48 +91,22 @@ def quantize_fc_int8(model: nn.Module, paths=INT8_MODULES, predictor: bool = Fal
 
 
 # modules of a detectron2 GeneralizedRCNN run under bfloat16 autocast by apply_bf16_autocast
-BF16_MODULES = ("backbone", "proposal_generator.rpn_head", "roi_heads.box_head",
-                "roi_heads.box_predictor")
-
-
-def _to_float32(x):
-    if torch.is_tensor(x):
-        return x.float() if x.is_floating_point() else x
-    if isinstance(x, dict):
-        return type(x)((k, _to_float32(v)) for k, v in x.items())
-    if isinstance(x, (list, tuple)):
-        return type(x)(_to_float32(v) for v in x)
-    return x
-
-
-def _bf16_forward(forward, device_type):
-    def bf16_forward(*args, **kwargs):
-        with torch.autocast(device_type, dtype=torch.bfloat16):
-            out = forward(*args, **kwargs)
-        return _to_float32(out)
-
-    bf16_forward.frcnn_bf16 = True
-    return bf16_forward
+BF16_MODULES = AMP_MODULES
 
 
 def apply_bf16_autocast(model: nn.Module, paths=BF16_MODULES) -> List[str]:
-    """Run the modules at ``paths`` (missing ones are skipped) under ``torch.autocast`` with
-    bfloat16 and cast their outputs back to float32, in place: the convolutions and fc layers
-    compute in bf16, everything between them (anchors, NMS, RoI pooling, whose CPU kernel has
-    no bf16 version) in float32. Inference only; idempotent. Returns the paths done."""
-    done = []
-    for path, module in submodules_at(model, paths):
-        if not getattr(module.forward, "frcnn_bf16", False):
-            device = next(iter(module.parameters()), torch.empty(0)).device
-            module.forward = _bf16_forward(module.forward, device.type)
-        done.append(path)
-    return done
+    """Run the modules at ``paths`` (missing ones are skipped) under bfloat16 autocast in eval
+    mode, their outputs back to float32 (:func:`~frcnn_plugin.modeling.precision.
+    apply_autocast` with an inference dtype of bf16); everything between them (anchors, NMS,
+    RoI pooling) float32. Idempotent. Returns the paths done."""
+    return apply_autocast(model, test_dtype=torch.bfloat16, paths=paths)
 
 
 def prepare_for_inference(cfg, model: nn.Module) -> nn.Module:
     """The inference-only transforms a config asks for, applied to a loaded model in eval mode:
     ``MODEL.ROI_BOX_HEAD.FC_INT8`` (int8 fc6/fc7, and the predictor with
-    ``FC_INT8_PREDICTOR``) and ``MODEL.BF16_AUTOCAST``. Returns ``model`` (changed in place).
+    ``FC_INT8_PREDICTOR``) and the inference precision ``TEST.AMP`` (or the deprecated
+    ``MODEL.BF16_AUTOCAST``). Returns ``model`` (changed in place).
     A config without these keys (e.g. a Python LazyConfig) changes nothing."""
     try:
         box = cfg.MODEL.ROI_BOX_HEAD
@@ -140,7 +115,9 @@ def prepare_for_inference(cfg, model: nn.Module) -> nn.Module:
     if box.get("FC_INT8", False):
         names = quantize_fc_int8(model, predictor=box.get("FC_INT8_PREDICTOR", False))
         logger.info("int8 (dynamic quantization): %s", ", ".join(names) or "no layer")
-    if cfg.MODEL.get("BF16_AUTOCAST", False):
-        names = apply_bf16_autocast(model)
-        logger.info("bfloat16 autocast: %s", ", ".join(names))
+    dtype = inference_precision(cfg)
+    if dtype is not None:
+        names = apply_autocast(model, test_dtype=dtype)
+        logger.info("%s autocast: %s", "bfloat16" if dtype is torch.bfloat16 else "float16",
+                    ", ".join(names))
     return model

@@ -32,6 +32,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ..errors import ConfigError
+from .precision import float32_region
 from .sampling import build_sampler
 from .soft_nms import SoftNMSOutputLayers
 
@@ -106,6 +107,8 @@ class FRCNNROIHeads(StandardROIHeads):
         """
         super().__init__(**kwargs)
         init_predictor(self.box_predictor, predictor_init)
+        # RoI pooling in float32 inside autocast too (CPU roi_pool has no bf16 kernel)
+        float32_region(self.box_pooler)
         if sampler is None:
             sampler = build_sampler(
                 batch_size_per_image=self.batch_size_per_image,
