@@ -45,6 +45,12 @@ setup(
         # use (4.11 with the v0.6 fallback's numpy<1.24).
         "opencv-python-headless>=4.5",
         "tqdm>=4.29",  # tools/predict.py's progress bar (tqdm.write for warnings under it)
+        # tools/test_robustness.py: what the imagecorruptions package needs besides numpy,
+        # Pillow and OpenCV; imagecorruptions itself is installed with --no-deps by
+        # tools/setup_env.sh (it requires opencv-python, not the headless build above).
+        # Any scikit-image: frcnn_plugin.analysis.robustness adapts its gaussian() of 0.19+
+        "scikit-image>=0.15",
+        "scipy>=1.2.1",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],

@@ -90,6 +90,15 @@ TOOLS = {
     "ablate_accuracy": Tool("--config-file {in} --out-dir {out} {num}", ".yaml", None,
                             numeric=("--seeds abc", "--seeds 0"), in_value=DEMO),
     "benchmark_anchors": Tool("{num}", numeric=("--iters abc", "--iters 0")),
+    "analyze_model": Tool("--config-file {cfg} --weights {in} --image-size 32x32 {num} {tiny}",
+                          ".pth", numeric=("-n abc", "-n 0")),
+    "browse_dataset": Tool("--config-file {in} --output-dir {out} {num}", ".yaml", "00000_a.png",
+                           numeric=("-n abc", "-n 0"), in_value=DEMO),
+    "print_config": Tool("--config-file {in} --output {out}", ".yaml", "", out_file=True,
+                         in_value=DEMO),
+    "test_robustness": Tool("--config-file {cfg} --weights {in} --output-dir {out} --dataset "
+                            "frcnn_test_val -n 1 {num} {tiny}", ".pth", "robustness.json",
+                            numeric=("--severities abc", "--severities 6")),
     "benchmark_guard": Tool("{num}", numeric=("--threads abc", "--threads -2")),
 }
 

@@ -45,6 +45,7 @@ from frcnn_plugin.engine.lazy_trainer import (
     build_lazy_model,
     check_lazy_config,
     lazy_test,
+    lazy_test_with_tta,
 )
 from frcnn_plugin.engine.tool import (
     argument_parser,
@@ -107,6 +108,7 @@ def main(args):
             if not args.existing_run:  # a run's own config.yaml is kept
                 save_config(out, args.config_text)
             res = lazy_test(cfg, model)
+            res.update(lazy_test_with_tta(cfg, model))  # with test.aug.enabled=True
             save_results(out, res)
             return res
 

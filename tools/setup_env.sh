@@ -147,6 +147,10 @@ fi
 # --- the plugin --------------------------------------------------------------------------
 log "installing frcnn_plugin (editable, with test and export extras)"
 "${PIP[@]}" install -e "$ROOT[test,export]" "${CONSTRAINTS[@]}"
+# tools/test_robustness.py: imagecorruptions without its own requirements, which name
+# opencv-python next to the opencv-python-headless installed above (two cv2 in one venv); its
+# other needs (scikit-image, scipy, Pillow, numpy) are in setup.py
+"${PIP[@]}" install --no-deps "imagecorruptions==1.1.2"
 
 final_check || die "set-up finished but the final check failed (see above)"
 stamp_value > "$STAMP"

@@ -105,6 +105,8 @@ def main(args):
                 save_config(cfg.OUTPUT_DIR, args.config_text)
             prepare_for_inference(cfg, model.eval())  # FC_INT8, TEST.AMP
             res = Trainer.test(cfg, model)
+            if cfg.TEST.AUG.ENABLED:  # test-time augmentation, as detectron2's train_net.py
+                res.update(Trainer.test_with_TTA(cfg, model))
             if comm.is_main_process():
                 verify_results(cfg, res)
             save_results(cfg.OUTPUT_DIR, res)

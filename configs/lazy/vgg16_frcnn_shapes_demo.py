@@ -71,3 +71,7 @@ train.sync_check_period = 0          # SOLVER.SYNC_CHECK_PERIOD
 train.vis_period = 0                 # TEST.VIS_PERIOD: pictures of predictions in TensorBoard
 train.vis_num_images = 4
 train.vis_score_thresh = 0.5
+
+# --- test-time augmentation (detectron2's TEST.AUG keys in lower case): off; with
+# test.aug.enabled=True, tools/lazy_train_net.py --eval-only also evaluates with it
+test = dict(aug=dict(enabled=False, min_sizes=[96, 128, 160], max_size=4000, flip=True))

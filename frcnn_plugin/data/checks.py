@@ -44,6 +44,7 @@ from .shapes import prepare_dataset
 __all__ = [
     "BOX_PROBLEMS",
     "BoxReport",
+    "box_problem",
     "load_dataset_dicts",
     "check_boxes",
     "checked_test_dataset_dicts",
@@ -165,6 +166,14 @@ def _box_problem(box, mode, width, height):
     if width and height and (x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height):
         return "outside"
     return None
+
+
+def box_problem(annotation, record):
+    """Why the data checks drop one annotation's box (a description from
+    :data:`BOX_PROBLEMS`), or None if it is kept."""
+    reason = _box_problem(annotation.get("bbox"), annotation.get("bbox_mode", BoxMode.XYWH_ABS),
+                          record.get("width"), record.get("height"))
+    return None if reason is None else BOX_PROBLEMS[reason]
 
 
 class BoxReport:

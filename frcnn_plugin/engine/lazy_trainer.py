@@ -25,6 +25,7 @@ order of ``DefaultTrainer`` (model, optimizer, training loader, then the trainin
 scheduler), so a Python config twin of a YAML config trains identically from the same seed.
 """
 import logging
+import os
 import weakref
 
 from detectron2.config import instantiate
@@ -38,12 +39,13 @@ from ..errors import ConfigError
 from ..inspection.cli import LazyInspectionConfig
 from ..lazy import lazy_config_errors
 from ..modeling.precision import apply_autocast, lazy_training_precision, uses_amp_trainer
+from ..modeling.tta import FRCNNGeneralizedRCNNWithTTA, tta_config
 from .checkpoint import AtomicCheckpointer
 from .train_loop import NonFiniteLossGuard
 from .trainer import TrainerStateMixin, add_plugin_hooks, build_step_trainer
 from .vis_hook import PredictionVisHook, insert_vis_hook
 
-__all__ = ["LazyTrainer", "build_lazy_model", "lazy_test"]
+__all__ = ["LazyTrainer", "build_lazy_model", "lazy_test", "lazy_test_with_tta"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,45 @@ def lazy_test(cfg, model):
     if comm.is_main_process():
         print_csv_format(results)
     return results
+
+
+def lazy_test_with_tta(cfg, model):
+    """Evaluate ``model`` with test-time augmentation when the config's ``test.aug.enabled``
+    is true (detectron2's ``TEST.AUG`` keys in lower case: ``test.aug.min_sizes``,
+    ``max_size``, ``flip``): the model wrapped in
+    :class:`~frcnn_plugin.modeling.tta.FRCNNGeneralizedRCNNWithTTA` on ``dataloader.test``,
+    the evaluator writing to ``train.output_dir/inference_TTA``; the results' keys suffixed
+    with ``_TTA``. ``{}`` when TTA is off or the config has no ``test.aug``."""
+    aug = cfg.get("test", {}).get("aug", {})
+    if not aug.get("enabled", False) or "evaluator" not in cfg.dataloader:
+        return {}
+    roi_heads = getattr(getattr(model, "module", model), "roi_heads", None)
+    predictor = getattr(roi_heads, "box_predictor", None)
+    tta_cfg = tta_config(  # TEST.AUG and the keys the TTA reads, from the built model
+        num_classes=getattr(roi_heads, "num_classes", 0),
+        nms_thresh=getattr(predictor, "test_nms_thresh", 0.5),
+        detections_per_image=getattr(predictor, "test_topk_per_image", 100),
+        min_sizes=aug.get("min_sizes", ()), max_size=aug.get("max_size", 4000),
+        flip=aug.get("flip", True), mask_on=bool(getattr(roi_heads, "mask_on", False)))
+    logger.info("Running inference with test-time augmentation ...")
+    tta_model = FRCNNGeneralizedRCNNWithTTA(tta_cfg, model)
+    with lazy_config_errors("the test data loader"):
+        loader = instantiate(cfg.dataloader.test)
+    evaluator_cfg = cfg.dataloader.evaluator  # its interpolations need its place in cfg
+    has_dir = "output_dir" in evaluator_cfg
+    old_dir = evaluator_cfg._get_node("output_dir")._value() if has_dir else None
+    try:
+        if has_dir:
+            evaluator_cfg.output_dir = os.path.join(cfg.train.output_dir, "inference_TTA")
+        with lazy_config_errors("the evaluator"):
+            evaluator = instantiate(evaluator_cfg)
+    finally:
+        if has_dir:
+            evaluator_cfg.output_dir = old_dir
+    results = inference_on_dataset(tta_model, loader, evaluator)
+    if comm.is_main_process():
+        print_csv_format(results)
+    return {k + "_TTA": v for k, v in results.items()}
 
 
 class LazyTrainer(TrainerStateMixin, TrainerBase):

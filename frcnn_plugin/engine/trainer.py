@@ -10,6 +10,7 @@ plugin's reliability features (the README (Reliability)):
 * multi-process training on CPUs (DistributedDataParallel without ``device_ids``) and an optional
   replica check (:class:`~frcnn_plugin.engine.hooks.ReplicaSyncCheck`).
 """
+import collections
 import contextlib
 import functools
 import logging
@@ -36,6 +37,7 @@ from ..data.checks import load_test_dataset_dicts, load_train_dataset_dicts
 from ..data.dataset_mapper import FRCNNDatasetMapper
 from ..data.loaders import build_frcnn_test_loader, wrap_train_mapper
 from ..modeling.precision import apply_precision, training_precision, uses_amp_trainer
+from ..modeling.tta import FRCNNGeneralizedRCNNWithTTA
 from .checkpoint import AtomicCheckpointer
 from .hooks import ReplicaSyncCheck
 from .train_loop import NonFiniteLossGuard
@@ -277,6 +279,22 @@ class Trainer(TrainerStateMixin, DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """Evaluate ``model`` with test-time augmentation (``TEST.AUG``) on every data set of
+        ``DATASETS.TEST``, as detectron2's ``tools/train_net.py`` does: the model wrapped in
+        :class:`~frcnn_plugin.modeling.tta.FRCNNGeneralizedRCNNWithTTA`, the evaluators writing
+        to ``OUTPUT_DIR/inference_TTA``, each result's key suffixed with ``_TTA``."""
+        logger.info("Running inference with test-time augmentation ...")
+        model = FRCNNGeneralizedRCNNWithTTA(cfg, model)
+        evaluators = [
+            cls.build_evaluator(
+                cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+            for name in cfg.DATASETS.TEST
+        ]
+        res = cls.test(cfg, model, evaluators)
+        return collections.OrderedDict((k + "_TTA", v) for k, v in res.items())
 
     def train(self):
         """Train; returns the results of the last evaluation (the one after the final
