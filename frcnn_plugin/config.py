@@ -271,10 +271,14 @@ def add_frcnn_config(cfg):
     # GPU that supports it, else fp16; resolved and logged at start-up.
     # ---------------------------------------------------------------------------------------
     _C.SOLVER.AMP = CN()
+    # detectron2's key: train in mixed precision.
     _C.SOLVER.AMP.ENABLED = False
+    # The training precision: "bf16", "fp16" (CUDA only) or "auto".
     _C.SOLVER.AMP.PRECISION = "auto"
     _C.TEST.AMP = CN()
+    # Evaluate and predict in mixed precision.
     _C.TEST.AMP.ENABLED = False
+    # The inference precision: "bf16", "fp16" (CUDA only) or "auto".
     _C.TEST.AMP.PRECISION = "auto"
 
     # ---------------------------------------------------------------------------------------

@@ -147,7 +147,9 @@ class TestConfig(unittest.TestCase):
             args = train_net.argument_parser().parse_args(
                 ["--config", DEMO, "OUTPUT_DIR", os.path.join(blocker.name, "out")]
             )
-            with self.assertRaisesRegex(OSError, r"OUTPUT_DIR='.*/out' cannot be written"):
+            with self.assertRaisesRegex(
+                    OSError, r"OUTPUT_DIR .*/out: .* is a file, not a folder, so the folder "
+                             r"cannot be written there"):
                 train_net.setup(args)
 
 

@@ -24,7 +24,8 @@ SHORT = ["--iters", "2", "--warmup", "1", "--repeats", "1", "--num-images", "4"]
 
 
 def run_tool(tmp_path, *args):
-    out = str(tmp_path / "bench.json")
+    # a new file per run: the tool refuses to replace an earlier result
+    out = str(tmp_path / "bench-{}.json".format(len(list(tmp_path.glob("bench-*.json")))))
     argv = ["--config-file", DEMO, *SHORT, "--json", out, *args, *TINY]
     results = load_tool("benchmark").main(argv)
     with open(out) as f:

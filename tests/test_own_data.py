@@ -43,7 +43,7 @@ def test_coco_entry_trains_and_evaluates_with_coco_evaluator(tmp_path, one_threa
     assert meta.evaluator_type == "coco"
     assert meta.thing_classes == own_data.CLASSES
     assert meta.thing_dataset_id_to_contiguous_id == {5: 0, 9: 1}
-    cfg = train_net.setup(args)  # the same entry again: a no-op
+    cfg = train_net.load_config(args)  # the same entry registered again: a no-op
     assert isinstance(train_net.Trainer.build_evaluator(cfg, name), COCOEvaluator)
 
 
@@ -59,7 +59,7 @@ def test_voc_entry_trains_and_evaluates_with_voc_evaluator(tmp_path, one_thread)
     # PascalVOCDetectionEvaluator's keys (COCOEvaluator's would add APs, APm, APl, AP-<class>)
     assert set(results) == {"bbox"} and set(results["bbox"]) == {"AP", "AP50", "AP75"}
     assert not os.path.exists(str(tmp_path / "out" / "inference" / name))
-    cfg = train_net.setup(args)
+    cfg = train_net.load_config(args)
     evaluator = train_net.Trainer.build_evaluator(cfg, name)
     assert isinstance(evaluator, PascalVOCDetectionEvaluator)
     assert evaluator._is_2007  # YEAR 2007: VOC2007's 11-point AP

@@ -246,16 +246,39 @@ def test_every_tool_is_in_the_matrix():
 
 # --- interrupts: real signals to a subprocess -----------------------------------------------
 
+def _default_sigint():
+    # a shell without job control starts background commands with SIGINT ignored (CI run as
+    # `cmd &`), and Python then never raises KeyboardInterrupt: give the tool the terminal's
+    # default, as a user's Ctrl-C finds it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _subprocess(tool, args, env):
     return subprocess.Popen([sys.executable, os.path.join(REPO, "tools", tool + ".py"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env, preexec_fn=_default_sigint)
+
+
+def _stop(proc, sig):
+    """Send ``sig``, wait for the end; the process is killed if it outlives the wait (a failing
+    test leaves no training behind). Returns its stderr."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _wait_for(path, proc, timeout=240):
     start = time.time()
     while not os.path.exists(path):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.time() - start < timeout, "{} never appeared".format(path)
+        if time.time() - start > timeout:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError("{} never appeared".format(path))
         time.sleep(0.2)
 
 
@@ -283,8 +306,7 @@ class TestInterrupts:
             "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()", "OUTPUT_DIR", out],
             signal_env)
         _wait_for(os.path.join(out, "last_checkpoint"), proc)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        err = _stop(proc, signal.SIGINT)
         assert proc.returncode == EXIT_INTERRUPTED, err[-3000:]
         assert "Traceback" not in err
         last = err.strip().splitlines()[-1]
@@ -307,8 +329,7 @@ class TestInterrupts:
             "--config-file", DEMO, "--weights", "", "--input", str(inputs), "--output", out,
             "--no-progress", *TINY_MODEL], signal_env)
         _wait_for(os.path.join(out, "000.png"), proc)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        err = _stop(proc, signal.SIGTERM)
         assert proc.returncode == EXIT_TERMINATED, err[-3000:]
         assert "Traceback" not in err
         last = err.strip().splitlines()[-1]
