@@ -76,3 +76,60 @@ def test_clean_row_and_mpc_bookkeeping(two_images, tmp_path, one_thread):
     assert saved["rPC"] == pytest.approx(mpc / float(rows[1][2]), rel=1e-12)
     assert sorted(os.listdir(tmp_path / "rob")) == [
         "robustness.csv", "robustness.json", "robustness.md", "robustness.png"]
+
+
+def test_first_images_are_scored_on_themselves_only(two_images, tmp_path, one_thread):
+    """-n 1 of two images: the clean AP50 is --eval-only's on a data set of that image alone
+    (a COCO json written here with only its image and boxes), not the two-image score that
+    counts the other image's boxes as missed."""
+    from detectron2.data import MetadataCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    DatasetCatalog.get(two_images)  # writes the json
+    meta = MetadataCatalog.get(two_images)
+    with open(meta.json_file) as f:
+        coco = json.load(f)
+    first = DatasetCatalog.get(two_images)[0]["image_id"]
+    coco["images"] = [im for im in coco["images"] if im["id"] == first]
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] == first]
+    assert coco["images"] and coco["annotations"]
+    subset = "frcnn_robust_first_" + tmp_path.name
+    json_file = str(tmp_path / "first.json")
+    with open(json_file, "w") as f:
+        json.dump(coco, f)
+    register_coco_instances(subset, {}, json_file, meta.image_root)
+    with redirect_stdout(io.StringIO()):
+        eval_only = load_tool("train_net").cli(
+            ["--config-file", DEMO, "--eval-only", "DATASETS.TEST", "('{}',)".format(subset),
+             "OUTPUT_DIR", str(tmp_path / "eval")] + OPTS)
+        report = load_tool("test_robustness").main(
+            ["--config-file", DEMO, "--weights", "", "--output-dir", str(tmp_path / "rob"),
+             "--corruptions", "fog", "--severities", "1", "--dataset", two_images, "-n", "1",
+             "--metric", "AP50"] + OPTS)
+    # (with detectron2 v0.6's pure-Python ops this untrained model scores AP50 > 0 on that
+    # image, where the two-image ground truth would halve it; upstream main's C++ ops give 0)
+    assert report["num_images"] == 1
+    assert report["clean"] == pytest.approx(eval_only["bbox"]["AP50"], abs=1e-9)
+
+
+def test_no_detection_at_all_is_ap_zero_not_nan(two_images, tmp_path):
+    """An image set with ground truth and no detection: every box missed, AP 0 (detectron2's
+    COCOEvaluator says NaN, which would make mPC NaN)."""
+    import torch
+    from detectron2.evaluation import COCOEvaluator
+    from detectron2.structures import Boxes, Instances
+
+    from frcnn_plugin.analysis.robustness import ImageSubsetEvaluator
+
+    dicts = DatasetCatalog.get(two_images)
+    evaluator = ImageSubsetEvaluator(
+        COCOEvaluator(two_images, output_dir=str(tmp_path)), [d["image_id"] for d in dicts])
+    evaluator.reset()
+    for d in dicts:
+        empty = Instances((d["height"], d["width"]), pred_boxes=Boxes(torch.zeros(0, 4)),
+                          scores=torch.zeros(0), pred_classes=torch.zeros(0, dtype=torch.long))
+        evaluator.process([{"image_id": d["image_id"]}], [{"instances": empty}])
+    with redirect_stdout(io.StringIO()):
+        results = evaluator.evaluate()
+    assert results["bbox"]["AP"] == 0.0 and results["bbox"]["AP50"] == 0.0
+    assert results["bbox"]["AP75"] == 0.0

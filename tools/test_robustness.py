@@ -31,7 +31,7 @@ import os
 import tempfile
 
 from detectron2.config import instantiate
-from detectron2.data import DatasetMapper
+from detectron2.data import DatasetMapper, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.evaluation import inference_on_dataset
 from tqdm import tqdm
@@ -40,6 +40,7 @@ from frcnn_plugin.analysis.robustness import (
     CORRUPTION_GROUPS,
     SEVERITIES,
     Corrupt,
+    ImageSubsetEvaluator,
     expand_corruptions,
     import_imagecorruptions,
     robustness_summary,
@@ -83,7 +84,14 @@ def argument_parser():
 
 def _base(cfg, name, num_images):
     """The test images and the config's test mapper (as --eval-only uses them)."""
-    dicts = checked_test_dataset_dicts(name)[:num_images]
+    every = checked_test_dataset_dicts(name)
+    dicts = every[:num_images]
+    if len(dicts) < len(every) and MetadataCatalog.get(name).get(
+            "evaluator_type", None) == "pascal_voc":
+        raise ConfigError(
+            "-n {} with the Pascal VOC data set {!r}: its evaluator scores every image of the "
+            "split ({}); allowed: no -n (all images), or a COCO-format data set".format(
+                num_images, name, len(every)))
     if isinstance(cfg, LazyInspectionConfig):
         with lazy_config_errors("the test mapper"):
             mapper = instantiate(cfg.lazy.dataloader.test.mapper)
@@ -101,7 +109,9 @@ def evaluate(model, dicts, mapper, name, metric, corruption=None, level=None, im
     loader = build_frcnn_test_loader(dicts, mapper=mapper, num_workers=0, dataset_name=name)
     with tempfile.TemporaryDirectory(prefix="frcnn-robustness-") as tmp, \
             contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its table
-        results = inference_on_dataset(model, loader, evaluator_for_dataset(name, tmp))
+        evaluator = ImageSubsetEvaluator(evaluator_for_dataset(name, tmp),
+                                         [d["image_id"] for d in dicts])
+        results = inference_on_dataset(model, loader, evaluator)
     return float(results["bbox"][metric])
 
 
