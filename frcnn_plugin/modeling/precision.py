@@ -229,6 +229,17 @@ def _post_hook(module, args, output):
     return to_float32(output) if dtype is not None else output
 
 
+def _register_hooks(module, pre_hook, post_hook):
+    """``pre_hook`` before ``module``'s forward pass and ``post_hook`` after it, also when the
+    forward pass raises (``always_call``), so that an autocast region opened by ``pre_hook`` is
+    always closed."""
+    module.register_forward_pre_hook(pre_hook)
+    try:
+        module.register_forward_hook(post_hook, always_call=True)
+    except TypeError:  # pragma: no cover - torch < 2.0
+        module.register_forward_hook(post_hook)
+
+
 def apply_autocast(model: nn.Module, train_dtype: Optional[torch.dtype] = None,
                    test_dtype: Optional[torch.dtype] = None,
                    paths=AMP_MODULES) -> List[str]:
@@ -242,11 +253,7 @@ def apply_autocast(model: nn.Module, train_dtype: Optional[torch.dtype] = None,
         if not hasattr(module, "_frcnn_amp"):
             module._frcnn_amp = [None, None]
             module._frcnn_amp_ctx = []
-            module.register_forward_pre_hook(_pre_hook)
-            try:
-                module.register_forward_hook(_post_hook, always_call=True)
-            except TypeError:  # pragma: no cover - torch < 2.0
-                module.register_forward_hook(_post_hook)
+            _register_hooks(module, _pre_hook, _post_hook)
         if train_dtype is not None:
             module._frcnn_amp[0] = train_dtype
         if test_dtype is not None:
@@ -323,9 +330,5 @@ def float32_region(module: nn.Module) -> nn.Module:
     idempotent; returns ``module``."""
     if not hasattr(module, "_frcnn_fp32_ctx"):
         module._frcnn_fp32_ctx = []
-        module.register_forward_pre_hook(_fp32_pre_hook)
-        try:
-            module.register_forward_hook(_fp32_post_hook, always_call=True)
-        except TypeError:  # pragma: no cover - torch < 2.0
-            module.register_forward_hook(_fp32_post_hook)
+        _register_hooks(module, _fp32_pre_hook, _fp32_post_hook)
     return module
